@@ -1,0 +1,27 @@
+# One image for the API (default command), the worker and the one-shot migrate job.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# Only what the runtime needs: no .venv, .data (keys!) or tests from the build context.
+COPY pyproject.toml alembic.ini worker.py ./
+COPY vigil ./vigil
+COPY workflows ./workflows
+COPY activities ./activities
+COPY api ./api
+COPY migrations ./migrations
+RUN pip install .
+
+# .data exists and belongs to the app user so a named volume mounted there inherits that ownership.
+RUN useradd --system --uid 10001 --no-create-home --home-dir /app vigil \
+    && mkdir -p /app/.data \
+    && chown vigil:vigil /app/.data
+USER vigil
+
+EXPOSE 8000
+CMD ["uvicorn", "api.main:app", "--host", "0.0.0.0", "--port", "8000"]

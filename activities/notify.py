@@ -1,0 +1,73 @@
+"""The notification activity: one attempt of one ladder step, logged in notification_attempts."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.channels import EmailSender, PermanentDeliveryError, PhoneProvider, short_text
+from activities.metrics import NOTIFICATIONS
+from vigil.contracts import Channel, NotifyInput, NotifyResult
+from vigil.logging import get_logger
+from vigil.models import NotificationAttempt, utcnow
+
+log = get_logger(__name__)
+
+
+class NotifyActivities:
+    def __init__(
+        self, sessions: sessionmaker[Session], email: EmailSender, sms: PhoneProvider, ivr: PhoneProvider
+    ) -> None:
+        self.sessions = sessions
+        self.email = email
+        self.phones = {Channel.sms: sms, Channel.ivr: ivr}
+
+    @activity.defn
+    def send_notification(self, inp: NotifyInput) -> NotifyResult:
+        """Deliver one step over its channel; every attempt is written before and after sending."""
+        attempt = activity.info().attempt
+        provider = self.email.name if inp.step.channel == Channel.email else self.phones[inp.step.channel].name
+        row_id = self._start(inp, attempt, provider)
+        try:
+            if inp.step.channel == Channel.email:
+                message_id = self.email.send(inp)
+            else:
+                message_id = self.phones[inp.step.channel].send(inp, short_text(inp))
+        except PermanentDeliveryError as err:
+            self._finish(row_id, "failed", error=str(err))
+            raise ApplicationError(str(err), type="PermanentDeliveryError", non_retryable=True) from err
+        except OSError as err:  # connection refused, timeouts, SMTP transient errors
+            self._finish(row_id, "failed", error=f"{type(err).__name__}: {err}")
+            raise
+        self._finish(row_id, "sent", provider_message_id=message_id)
+        return NotifyResult(status="sent", provider_message_id=message_id)
+
+    def _start(self, inp: NotifyInput, attempt: int, provider: str) -> int:
+        with self.sessions.begin() as session:
+            existing = session.scalar(
+                select(NotificationAttempt).where(
+                    NotificationAttempt.idempotency_key == inp.idempotency_key, NotificationAttempt.attempt == attempt
+                )
+            )
+            row = existing or NotificationAttempt(
+                incident_number=inp.number, idempotency_key=inp.idempotency_key, attempt=attempt
+            )
+            row.step, row.channel, row.target, row.provider = (
+                inp.step.name,
+                inp.step.channel.value,
+                inp.step.target,
+                provider,
+            )
+            row.status, row.started_at, row.finished_at, row.error = "sending", utcnow(), None, None
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def _finish(self, row_id: int, status: str, *, provider_message_id: str | None = None, error: str | None = None) -> None:
+        with self.sessions.begin() as session:
+            row = session.get_one(NotificationAttempt, row_id)
+            row.status, row.provider_message_id, row.error, row.finished_at = status, provider_message_id, error, utcnow()
+            NOTIFICATIONS.labels(channel=row.channel, status=status).inc()
+        log.info("notification", incident=f"INC-{row.incident_number}", channel=row.channel, status=status, error=error)

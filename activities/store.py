@@ -1,0 +1,71 @@
+"""DB projections of the workflow's state: incident row, timeline, group-key release."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
+
+from activities.metrics import TRANSITIONS
+from vigil.contracts import EscalationPolicy, IncidentProjection, IncidentStatus, LoadPolicyInput, ReleaseGroupInput
+from vigil.escalation import default_policy
+from vigil.logging import get_logger
+from vigil.models import Incident, IncidentGroup, TimelineEvent
+from vigil.settings import EscalationSettings
+
+log = get_logger(__name__)
+COUNTED_KINDS = {s.value for s in IncidentStatus} | {"reopened"}
+
+
+class StoreActivities:
+    def __init__(self, sessions: sessionmaker[Session], escalation: EscalationSettings) -> None:
+        self.sessions = sessions
+        self.escalation = escalation
+
+    @activity.defn
+    def load_escalation_policy(self, inp: LoadPolicyInput) -> EscalationPolicy:
+        """The policy to freeze into a new incident (the default ladder until policies are configurable)."""
+        return default_policy(self.escalation)
+
+    @activity.defn
+    def project_incident(self, inp: IncidentProjection) -> None:
+        """Write the incident row and append timeline entries not yet stored (idempotent by seq)."""
+        with self.sessions.begin() as session:
+            incident = session.get(Incident, inp.number, with_for_update=True)
+            if incident is None:
+                raise RuntimeError(f"INC-{inp.number} has no row yet")  # retried: the API writes it first
+            fields = inp.model_dump(exclude={"number", "timeline"})
+            for name, value in fields.items():
+                setattr(incident, name, value.value if isinstance(value, StrEnum) else value)
+            stored = set(
+                session.scalars(
+                    select(TimelineEvent.seq).where(
+                        TimelineEvent.incident_number == inp.number,
+                        TimelineEvent.seq.in_([e.seq for e in inp.timeline]),
+                    )
+                )
+            )
+            fresh = [e for e in inp.timeline if e.seq not in stored]
+            session.add_all(
+                TimelineEvent(
+                    incident_number=inp.number, seq=e.seq, at=e.at, kind=e.kind, actor=e.actor, message=e.message
+                )
+                for e in fresh
+            )
+        for entry in fresh:
+            if entry.kind in COUNTED_KINDS:
+                TRANSITIONS.labels(to=entry.kind).inc()
+        log.info("incident projected", incident=f"INC-{inp.number}", status=inp.status.value, entries=len(fresh))
+
+    @activity.defn
+    def release_group(self, inp: ReleaseGroupInput) -> None:
+        """Free the group key so the next alert of the group opens a new incident."""
+        with self.sessions.begin() as session:
+            session.execute(
+                delete(IncidentGroup).where(
+                    IncidentGroup.group_key == inp.group_key, IncidentGroup.incident_number == inp.number
+                )
+            )
+        log.info("group released", incident=f"INC-{inp.number}", group_key=inp.group_key)

@@ -1,0 +1,1 @@
+"""FastAPI layer: routers stay thin; they start, signal, update and query workflows."""

@@ -1,0 +1,145 @@
+"""Shared FastAPI dependencies: settings, DB sessions, the Temporal client, and key auth."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+
+from api.errors import ApiError
+from vigil.logging import get_logger
+from vigil.models import ApiKey, Integration, User
+from vigil.security import Role, hash_key
+from vigil.settings import Settings
+from vigil.temporal import connect
+
+log = get_logger(__name__)
+
+
+@dataclass
+class AppState:
+    """Per-process state, built once in create_app."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    temporal: Client | None = None
+    _connect_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def temporal_client(self) -> Client:
+        """The Temporal client, connecting lazily so the API starts (and says not ready) without Temporal."""
+        if self.temporal is not None:
+            return self.temporal
+        async with self._connect_lock:
+            if self.temporal is None:
+                try:
+                    self.temporal = await asyncio.wait_for(connect(self.settings.temporal), timeout=5)
+                except (RuntimeError, OSError, asyncio.TimeoutError) as err:
+                    log.warning("temporal unreachable", address=self.settings.temporal.address, error=str(err))
+                    raise temporal_unavailable() from err
+        return self.temporal
+
+
+def temporal_unavailable() -> ApiError:
+    return ApiError(
+        503, "temporal_unavailable", "Temporal is unreachable; retry later", headers={"Retry-After": "5"}
+    )
+
+
+def get_state(request: Request) -> AppState:
+    return request.app.state.vigil
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def get_session(state: StateDep) -> Iterator[Session]:
+    with state.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+async def get_temporal(state: StateDep) -> Client:
+    return await state.temporal_client()
+
+
+TemporalDep = Annotated[Client, Depends(get_temporal)]
+
+bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API key>`")
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: int
+    name: str
+    email: str
+    role: Role
+
+
+def _unauthorized(message: str = "missing or invalid API key") -> ApiError:
+    return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def authenticate(session: Session, creds: HTTPAuthorizationCredentials | None) -> Principal:
+    if creds is None or not creds.credentials:
+        raise _unauthorized()
+    digest = hash_key(creds.credentials)
+    row = session.execute(
+        select(User, ApiKey).join(ApiKey, ApiKey.user_id == User.id).where(
+            ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)
+        )
+    ).first()
+    if row is None:
+        if session.scalar(select(Integration.id).where(Integration.key_hash == digest)) is not None:
+            raise ApiError(403, "forbidden", "integration keys are accepted only on the ingestion endpoints")
+        raise _unauthorized()
+    user = row[0]
+    return Principal(user_id=user.id, name=user.name, email=user.email, role=Role(user.role))
+
+
+def require(role: Role):  # noqa: ANN201 - returns a dependency
+    """Dependency: an authenticated user with at least `role`."""
+
+    def dependency(state: StateDep, creds: BearerDep) -> Principal:
+        # Its own short session: on SQLite a session held across the request would block the writes
+        # the request itself makes.
+        with state.sessions() as session:
+            principal = authenticate(session, creds)
+        if not principal.role.allows(role):
+            raise ApiError(403, "forbidden", f"this needs the {role.value} role; your key has {principal.role.value}")
+        return principal
+
+    return dependency
+
+
+Viewer = Annotated[Principal, Depends(require(Role.viewer))]
+Responder = Annotated[Principal, Depends(require(Role.responder))]
+Admin = Annotated[Principal, Depends(require(Role.admin))]
+
+
+@dataclass(frozen=True)
+class IntegrationInfo:
+    id: int
+    name: str
+    kind: str
+    auto_resolve: bool
+
+
+def integration_by_key(session: Session, key: str | None) -> IntegrationInfo:
+    """The integration a key belongs to; 401 for anything else (API keys included)."""
+    if not key:
+        raise _unauthorized("missing integration key")
+    row = session.scalar(select(Integration).where(Integration.key_hash == hash_key(key)))
+    if row is None:
+        raise _unauthorized("unknown integration key")
+    return IntegrationInfo(id=row.id, name=row.name, kind=row.kind, auto_resolve=row.auto_resolve)

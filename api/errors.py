@@ -1,0 +1,92 @@
+"""The one JSON error shape: {"error": {"code", "message", "details"}}, never a stack trace."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from temporalio.service import RPCError, RPCStatusCode
+
+from vigil.logging import get_logger
+
+log = get_logger(__name__)
+
+STATUS_CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+    409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 422: "validation_error",
+    429: "too_many_requests", 503: "unavailable",
+}
+
+
+TEMPORAL_DOWN = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED}
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class ApiError(Exception):
+    """Raise from handlers and services; rendered in the one error shape."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.details, self.headers = status, code, message, details, headers
+
+
+def error_response(status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = ErrorResponse(error=ErrorBody(code=code, message=message, details=details))
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
+    return [
+        {"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"], "type": err["type"]}
+        for err in exc.errors()
+    ]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_req: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(422, "validation_error", "request validation failed", _validation_details(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = STATUS_CODES.get(exc.status_code, "error")
+        return error_response(exc.status_code, code, str(exc.detail), None, getattr(exc, "headers", None))
+
+    @app.exception_handler(RPCError)
+    async def _temporal(req: Request, exc: RPCError) -> JSONResponse:
+        if exc.status in TEMPORAL_DOWN:
+            log.warning("temporal unavailable", path=req.url.path, error=str(exc))
+            return error_response(503, "temporal_unavailable", "Temporal is unreachable; retry later",
+                                  headers={"Retry-After": "5"})
+        log.error("temporal error", path=req.url.path, status=exc.status.name, error=str(exc))
+        return error_response(500, "internal_error", "internal error; see the API logs")
+
+    @app.exception_handler(Exception)
+    async def _unhandled(req: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", path=req.url.path)
+        return error_response(500, "internal_error", "internal error; see the API logs")
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": name.replace("_", " ")}
+    for code, name in STATUS_CODES.items()
+    if code in (401, 403, 404, 409, 422, 503)
+}

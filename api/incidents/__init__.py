@@ -1,0 +1,1 @@
+"""Incidents: list, read, acknowledge, resolve."""

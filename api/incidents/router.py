@@ -1,0 +1,108 @@
+"""GET/POST /api/v1/incidents..."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import Responder, SessionDep, StateDep, TemporalDep, Viewer, Principal
+from api.errors import ERROR_RESPONSES, ApiError
+from api.incidents import service
+from api.incidents.schemas import AcknowledgeRequest, IncidentDetail, IncidentList, ResolveRequest
+from api.metrics import API_TRANSITIONS
+from vigil.contracts import AcknowledgeInput, Actor, ActorKind, IncidentStatus, ResolveInput, Severity, workflow_id
+from vigil.logging import get_logger
+from workflows.incident import IncidentWorkflow
+
+router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
+log = get_logger(__name__)
+
+
+@router.get("", response_model=IncidentList, responses={k: ERROR_RESPONSES[k] for k in (401, 403, 422)})
+def list_incidents(
+    _user: Viewer,
+    session: SessionDep,
+    state: StateDep,
+    status: IncidentStatus | None = None,
+    severity: Severity | None = None,
+    service_: Annotated[str | None, Query(alias="service")] = None,
+    limit: Annotated[int, Query(ge=1, le=service.MAX_LIMIT)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> IncidentList:
+    """Newest first; filter by status, severity and service."""
+    return service.list_incidents(
+        session=session, settings=state.settings, status=status, severity=severity, service=service_,
+        limit=limit, offset=offset,
+    )
+
+
+@router.get("/{ref}", response_model=IncidentDetail, responses={k: ERROR_RESPONSES[k] for k in (401, 403, 404)})
+def get_incident(ref: str, _user: Viewer, session: SessionDep, state: StateDep) -> IncidentDetail:
+    """One incident (`INC-42` or `42`): state, alerts, timeline and notifications, from the projection."""
+    return service.detail(session=session, settings=state.settings, number=service.number_of(ref))
+
+
+TRANSITION_ERRORS = {k: ERROR_RESPONSES[k] for k in (401, 403, 404, 409, 422, 503)}
+
+
+@router.post("/{ref}/acknowledge", response_model=IncidentDetail, responses=TRANSITION_ERRORS)
+async def acknowledge(
+    ref: str, user: Responder, state: StateDep, client: TemporalDep, body: AcknowledgeRequest | None = None
+) -> IncidentDetail:
+    """Stop the escalation. When this returns 200, no further page will start."""
+    inp = AcknowledgeInput(actor=_actor(user), note=body.note if body else None)
+    return await _transition(state, client, ref, "acknowledge", IncidentWorkflow.acknowledge, inp)
+
+
+@router.post("/{ref}/resolve", response_model=IncidentDetail, responses=TRANSITION_ERRORS)
+async def resolve(ref: str, body: ResolveRequest, user: Responder, state: StateDep, client: TemporalDep) -> IncidentDetail:
+    """Resolve with a resolution note (required)."""
+    inp = ResolveInput(actor=_actor(user), resolution=body.resolution)
+    return await _transition(state, client, ref, "resolve", IncidentWorkflow.resolve, inp)
+
+
+def _actor(user: Principal) -> Actor:
+    return Actor(kind=ActorKind.user, name=user.email)
+
+
+async def _transition(state, client, ref: str, name: str, update, inp) -> IncidentDetail:  # noqa: ANN001
+    number = service.number_of(ref)
+    current = await asyncio.to_thread(_current_status, state, number)  # 404 before touching Temporal
+    handle = client.get_workflow_handle(workflow_id(number))
+    try:
+        await handle.execute_update(update, inp)
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        if isinstance(cause, ApplicationError) and cause.type == "InvalidTransition":
+            API_TRANSITIONS.labels(transition=name, outcome="refused").inc()
+            now = cause.details[0] if cause.details else current
+            raise ApiError(409, "invalid_transition", cause.message, {"current_status": now}) from err
+        if isinstance(cause, ApplicationError) and cause.type == "ResolutionRequired":
+            raise ApiError(422, "validation_error", cause.message) from err
+        raise
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:  # the workflow has completed: the incident is closed
+            API_TRANSITIONS.labels(transition=name, outcome="refused").inc()
+            raise ApiError(
+                409, "invalid_transition", f"cannot {name} an incident that is {current}", {"current_status": current}
+            ) from err
+        raise
+    API_TRANSITIONS.labels(transition=name, outcome="ok").inc()
+    live = await handle.query(IncidentWorkflow.state)
+    log.info(f"incident {name}d", incident=f"INC-{number}", workflow_id=handle.id, actor=inp.actor.label())
+    return await asyncio.to_thread(_detail, state, number, live)
+
+
+def _current_status(state, number: int) -> str:  # noqa: ANN001
+    with state.sessions() as session:
+        return service.get_row(session=session, number=number).status
+
+
+def _detail(state, number: int, live) -> IncidentDetail:  # noqa: ANN001
+    with state.sessions() as session:
+        return service.detail(session=session, settings=state.settings, number=number, live=live)

@@ -1,0 +1,85 @@
+"""Reads from the projection (works while Temporal is down) and transitions through workflow updates."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from api.errors import ApiError
+from api.incidents.schemas import AlertRead, IncidentDetail, IncidentList, IncidentSummary, NotificationRead, TimelineRead
+from vigil.contracts import IncidentState, IncidentStatus, Severity, parse_incident_number
+from vigil.models import AlertRow, Incident, NotificationAttempt, TimelineEvent
+from vigil.settings import Settings
+
+MAX_LIMIT = 200
+
+
+def number_of(ref: str) -> int:
+    number = parse_incident_number(ref)
+    if number is None:
+        raise ApiError(404, "not_found", f"no incident {ref!r}; use INC-<n> or <n>")
+    return number
+
+
+def temporal_url(settings: Settings, number: int) -> str:
+    t = settings.temporal
+    return f"{t.ui_url}/namespaces/{t.namespace}/workflows/INC-{number}"
+
+
+def summary(settings: Settings, row: Incident) -> IncidentSummary:
+    return IncidentSummary(
+        id=row.ref, number=row.number, status=IncidentStatus(row.status), severity=Severity(row.severity),
+        service=row.service, title=row.title, group_key=row.group_key, created_at=row.created_at,
+        updated_at=row.updated_at, acknowledged_at=row.acknowledged_at, acknowledged_by=row.acknowledged_by,
+        resolved_at=row.resolved_at, resolved_by=row.resolved_by, resolution=row.resolution,
+        closed_at=row.closed_at, reopen_count=row.reopen_count, jira_key=row.jira_key,
+        temporal_url=temporal_url(settings, row.number),
+    )
+
+
+def list_incidents(
+    *, session: Session, settings: Settings, status: IncidentStatus | None, severity: Severity | None,
+    service: str | None, limit: int, offset: int,
+) -> IncidentList:
+    query = select(Incident)
+    if status is not None:
+        query = query.where(Incident.status == status.value)
+    if severity is not None:
+        query = query.where(Incident.severity == severity.value)
+    if service is not None:
+        query = query.where(Incident.service == service)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(Incident.number.desc()).limit(limit).offset(offset))
+    return IncidentList(items=[summary(settings, r) for r in rows], total=total, limit=limit, offset=offset)
+
+
+def get_row(*, session: Session, number: int) -> Incident:
+    row = session.get(Incident, number)
+    if row is None:
+        raise ApiError(404, "not_found", f"INC-{number} does not exist")
+    return row
+
+
+def detail(*, session: Session, settings: Settings, number: int, live: IncidentState | None = None) -> IncidentDetail:
+    """The projected incident; `live` (from the workflow query) overrides the fields it knows first-hand."""
+    row = get_row(session=session, number=number)
+    alerts = session.scalars(select(AlertRow).where(AlertRow.incident_number == number).order_by(AlertRow.id))
+    timeline = session.scalars(
+        select(TimelineEvent).where(TimelineEvent.incident_number == number).order_by(TimelineEvent.seq)
+    )
+    notes = session.scalars(
+        select(NotificationAttempt).where(NotificationAttempt.incident_number == number).order_by(NotificationAttempt.id)
+    )
+    base = summary(settings, row).model_dump()
+    if live is not None:
+        base.update(
+            status=live.status, severity=live.severity, acknowledged_at=live.acknowledged_at,
+            acknowledged_by=live.acknowledged_by, resolved_at=live.resolved_at, resolved_by=live.resolved_by,
+            resolution=live.resolution, closed_at=live.closed_at, reopen_count=live.reopen_count,
+        )
+    return IncidentDetail(
+        **base,
+        alerts=[AlertRead.model_validate(a) for a in alerts],
+        timeline=[TimelineRead.model_validate(t) for t in timeline],
+        notifications=[NotificationRead.model_validate(n) for n in notes],
+    )

@@ -1,0 +1,1 @@
+"""Alert ingestion: Alertmanager webhooks and the PagerDuty Events v2 compatible endpoint."""

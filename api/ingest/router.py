@@ -1,0 +1,84 @@
+"""POST /v2/enqueue (PagerDuty Events v2) and POST /api/v1/integrations/alertmanager."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+
+from fastapi import APIRouter, status
+
+from api.deps import BearerDep, StateDep, integration_by_key
+from api.errors import ERROR_RESPONSES
+from api.ingest import service
+from api.ingest.schemas import AlertmanagerWebhook, IngestResponse, PagerDutyEvent, PagerDutyResponse
+from api.metrics import ALERTS_INGESTED, INGEST_REQUESTS
+from vigil.logging import get_logger
+from vigil.normalize import from_alertmanager, from_pagerduty
+
+router = APIRouter(tags=["ingestion"], responses={k: ERROR_RESPONSES[k] for k in (401, 422, 503)})
+log = get_logger(__name__)
+
+
+def _integration(state: StateDep, key: str | None):  # noqa: ANN202
+    with state.sessions() as session:
+        return integration_by_key(session, key)
+
+
+@router.post("/v2/enqueue", status_code=status.HTTP_202_ACCEPTED, response_model=PagerDutyResponse)
+async def enqueue(event: PagerDutyEvent, state: StateDep) -> PagerDutyResponse:
+    """PagerDuty Events API v2 compatible: trigger, acknowledge and resolve by `dedup_key`."""
+    integration = await asyncio.to_thread(_integration, state, event.routing_key)
+    if event.event_action == "trigger":
+        assert event.payload is not None
+        p = event.payload
+        dedup_key = event.dedup_key or _derived_dedup_key(event)
+        details = p.custom_details if isinstance(p.custom_details, dict) else (
+            {"details": p.custom_details} if p.custom_details else None
+        )
+        alert = from_pagerduty(
+            dedup_key=dedup_key, summary=p.summary, source=p.source, severity=p.severity, component=p.component,
+            group=p.group, klass=p.class_, custom_details=details, timestamp=p.timestamp, client_url=event.client_url,
+        )
+        result = await service.ingest(state, integration, [alert])
+        _count("enqueue", result.outcomes)
+        message = f"Event processed: INC-{result.incidents[0]}"
+    elif event.event_action == "acknowledge":
+        assert event.dedup_key
+        dedup_key = event.dedup_key
+        number = await service.acknowledge_by_dedup_key(state, integration, dedup_key)
+        message = f"Event processed: INC-{number} acknowledged" if number else "Event processed: no open alert with this dedup_key"
+    else:
+        assert event.dedup_key
+        dedup_key = event.dedup_key
+        number = await service.resolve_by_dedup_key(state, integration, dedup_key)
+        message = f"Event processed: alert resolved in INC-{number}" if number else "Event processed: no open alert with this dedup_key"
+    INGEST_REQUESTS.labels(endpoint="enqueue", status="202").inc()
+    log.info("pagerduty event", action=event.event_action, dedup_key=dedup_key, integration=integration.name)
+    return PagerDutyResponse(message=message, dedup_key=dedup_key)
+
+
+def _derived_dedup_key(event: PagerDutyEvent) -> str:
+    """PagerDuty generates a key when none is sent; ours is stable so a retried request dedups."""
+    assert event.payload is not None
+    basis = json.dumps([event.payload.source, event.payload.summary, event.payload.component], sort_keys=True)
+    return hashlib.sha256(basis.encode()).hexdigest()[:32]
+
+
+@router.post("/api/v1/integrations/alertmanager", status_code=status.HTTP_202_ACCEPTED, response_model=IngestResponse)
+async def alertmanager(body: AlertmanagerWebhook, state: StateDep, creds: BearerDep) -> IngestResponse:
+    """Alertmanager webhook v4 with `Authorization: Bearer <integration key>`."""
+    integration = await asyncio.to_thread(_integration, state, creds.credentials if creds else None)
+    alerts = [from_alertmanager(a.model_dump(), body.commonLabels, body.externalURL) for a in body.alerts]
+    result = await service.ingest(state, integration, alerts)
+    _count("alertmanager", result.outcomes)
+    INGEST_REQUESTS.labels(endpoint="alertmanager", status="202").inc()
+    log.info("alertmanager webhook", alerts=len(alerts), integration=integration.name, incidents=result.incidents)
+    return IngestResponse(
+        alerts=len(alerts), incidents=[f"INC-{n}" for n in result.incidents], outcomes=dict(result.outcomes)
+    )
+
+
+def _count(endpoint: str, outcomes: dict[str, int]) -> None:
+    for outcome, n in outcomes.items():
+        ALERTS_INGESTED.labels(endpoint=endpoint, outcome=outcome).inc(n)

@@ -1,0 +1,86 @@
+"""Request and response bodies of the ingestion endpoints."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MAX_ALERTS_PER_REQUEST = 1000
+
+
+class PagerDutyPayload(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    summary: str = Field(min_length=1, max_length=1024)
+    source: str = Field(min_length=1, max_length=255)
+    severity: Literal["critical", "error", "warning", "info"]
+    timestamp: datetime | None = None
+    component: str | None = Field(default=None, max_length=255)
+    group: str | None = Field(default=None, max_length=255)
+    class_: str | None = Field(default=None, alias="class", max_length=255)
+    custom_details: dict[str, Any] | str | None = None
+
+
+class PagerDutyEvent(BaseModel):
+    """PagerDuty Events API v2 body; `routing_key` is a Vigil integration key."""
+
+    model_config = ConfigDict(extra="allow")
+
+    routing_key: str = Field(min_length=1, max_length=200)
+    event_action: Literal["trigger", "acknowledge", "resolve"]
+    dedup_key: str | None = Field(default=None, min_length=1, max_length=255)
+    payload: PagerDutyPayload | None = None
+    client: str | None = None
+    client_url: str | None = None
+
+    @model_validator(mode="after")
+    def _check_action(self) -> PagerDutyEvent:
+        if self.event_action == "trigger" and self.payload is None:
+            raise ValueError("payload is required for event_action=trigger")
+        if self.event_action != "trigger" and not self.dedup_key:
+            raise ValueError(f"dedup_key is required for event_action={self.event_action}")
+        return self
+
+
+class PagerDutyResponse(BaseModel):
+    status: Literal["success"] = "success"
+    message: str
+    dedup_key: str
+
+
+class AlertmanagerAlert(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str]
+    annotations: dict[str, str] = Field(default_factory=dict)
+    startsAt: datetime | None = None
+    endsAt: datetime | None = None
+    generatorURL: str | None = None
+    fingerprint: str | None = Field(default=None, max_length=200)
+
+
+class AlertmanagerWebhook(BaseModel):
+    """Alertmanager webhook v4 body."""
+
+    model_config = ConfigDict(extra="allow")
+
+    version: str = "4"
+    status: Literal["firing", "resolved"]
+    receiver: str = ""
+    groupKey: str = ""
+    truncatedAlerts: int = 0
+    groupLabels: dict[str, str] = Field(default_factory=dict)
+    commonLabels: dict[str, str] = Field(default_factory=dict)
+    commonAnnotations: dict[str, str] = Field(default_factory=dict)
+    externalURL: str | None = None
+    alerts: list[AlertmanagerAlert] = Field(min_length=1, max_length=MAX_ALERTS_PER_REQUEST)
+
+
+class IngestResponse(BaseModel):
+    status: Literal["accepted"] = "accepted"
+    alerts: int
+    incidents: list[str]
+    outcomes: dict[str, int]

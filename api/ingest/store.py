@@ -1,0 +1,174 @@
+"""DB side of ingestion: join-or-create the group's incident, upsert alerts, track what was delivered."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from api.deps import IntegrationInfo
+from vigil.contracts import Alert, AlertStatus, IncidentStatus, Severity
+from vigil.models import AlertRow, Incident, IncidentGroup, utcnow
+
+
+def _insert(session: Session, model: type):  # noqa: ANN202 - dialect-specific Insert
+    """INSERT ... ON CONFLICT for whichever of SQLite or PostgreSQL we are on."""
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
+
+
+@dataclass(frozen=True)
+class OpenIncident:
+    number: int
+    created: bool
+    group_key: str
+    service: str
+    severity: Severity
+    title: str
+
+
+def join_or_create(session: Session, *, key: str, lead: Alert, integration: IntegrationInfo) -> OpenIncident:
+    """The open incident for `key`, creating it if there is none. Atomic under concurrent callers."""
+    # The group row's primary key serialises racers: losers of the insert wait, then read the winner's row.
+    session.execute(
+        _insert(session, IncidentGroup).values(group_key=key, created_at=utcnow()).on_conflict_do_nothing(
+            index_elements=["group_key"]
+        )
+    )
+    group = session.execute(
+        select(IncidentGroup).where(IncidentGroup.group_key == key).with_for_update()
+    ).scalar_one()
+    if group.incident_number is not None:
+        incident = session.get_one(Incident, group.incident_number)
+        return OpenIncident(incident.number, False, key, incident.service, Severity(incident.severity), incident.title)
+    incident = Incident(
+        group_key=key,
+        integration_id=integration.id,
+        service=lead.service,
+        severity=lead.severity.value,
+        title=lead.summary[:500],
+        status=IncidentStatus.triggered.value,
+    )
+    session.add(incident)
+    session.flush()
+    group.incident_number = incident.number
+    return OpenIncident(incident.number, True, key, lead.service, lead.severity, incident.title)
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    undelivered: list[Alert]
+    outcomes: Counter[str]
+
+
+def upsert_alerts(session: Session, *, number: int, alerts: Sequence[Alert], integration: IntegrationInfo) -> UpsertResult:
+    """Store every alert (repeats bump count and last_seen); return those the workflow has not seen yet."""
+    occurrences = Counter(a.fingerprint for a in alerts)
+    latest = {a.fingerprint: a for a in alerts}
+    before = {
+        fp: status
+        for fp, status in session.execute(
+            select(AlertRow.fingerprint, AlertRow.status).where(
+                AlertRow.incident_number == number, AlertRow.fingerprint.in_(latest)
+            )
+        )
+    }
+    now = utcnow()
+    rows = [
+        dict(
+            incident_number=number, integration_id=integration.id, fingerprint=a.fingerprint, status=a.status.value,
+            summary=a.summary[:1024], severity=a.severity.value, service=a.service, source=a.source[:255],
+            labels=a.labels, annotations=a.annotations, starts_at=a.starts_at, ends_at=a.ends_at,
+            first_seen=now, last_seen=now, count=occurrences[a.fingerprint],
+        )
+        for a in latest.values()
+    ]
+    stmt = _insert(session, AlertRow).values(rows)
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["incident_number", "fingerprint"],
+            set_={
+                "status": stmt.excluded.status,
+                "summary": stmt.excluded.summary,
+                "ends_at": stmt.excluded.ends_at,
+                "last_seen": stmt.excluded.last_seen,
+                "count": AlertRow.count + stmt.excluded.count,
+            },
+        )
+    )
+    outcomes: Counter[str] = Counter()
+    for fp, a in latest.items():
+        outcome = "new" if fp not in before else ("changed" if before[fp] != a.status.value else "repeat")
+        outcomes[outcome] += occurrences[fp]
+    return UpsertResult(undelivered=undelivered(session, number=number, fingerprints=list(latest)), outcomes=outcomes)
+
+
+def undelivered(session: Session, *, number: int, fingerprints: Sequence[str] | None = None) -> list[Alert]:
+    """Alerts whose current status has not reached the workflow yet (the outbox)."""
+    query = select(AlertRow).where(
+        AlertRow.incident_number == number,
+        or_(AlertRow.delivered_status.is_(None), AlertRow.delivered_status != AlertRow.status),
+    )
+    if fingerprints is not None:
+        query = query.where(AlertRow.fingerprint.in_(fingerprints))
+    return [row_to_alert(r) for r in session.scalars(query.order_by(AlertRow.id))]
+
+
+def mark_delivered(session: Session, *, number: int, alerts: Sequence[Alert]) -> None:
+    """Only if the status is still the one delivered: a newer change stays in the outbox."""
+    for a in alerts:
+        session.execute(
+            update(AlertRow)
+            .where(
+                AlertRow.incident_number == number,
+                AlertRow.fingerprint == a.fingerprint,
+                AlertRow.status == a.status.value,
+            )
+            .values(delivered_status=a.status.value)
+        )
+
+
+def release_group(session: Session, *, key: str, number: int) -> None:
+    """The workflow refused new alerts (closed): free the key so the next attempt opens a new incident."""
+    session.execute(delete(IncidentGroup).where(IncidentGroup.group_key == key, IncidentGroup.incident_number == number))
+
+
+def resolve_by_fingerprint(session: Session, *, integration: IntegrationInfo, fingerprint: str) -> tuple[int, Alert] | None:
+    """Mark the open alert with this dedup key resolved; its incident number and the alert, if any."""
+    row = open_alert(session, integration=integration, fingerprint=fingerprint)
+    if row is None:
+        return None
+    if row.status != AlertStatus.resolved.value:
+        row.status, row.ends_at = AlertStatus.resolved.value, utcnow()
+    row.last_seen = utcnow()
+    row.count += 1
+    return row.incident_number, row_to_alert(row)
+
+
+def open_alert(session: Session, *, integration: IntegrationInfo, fingerprint: str) -> AlertRow | None:
+    """The newest alert with this fingerprint whose incident is not closed."""
+    return session.scalar(
+        select(AlertRow)
+        .join(Incident, Incident.number == AlertRow.incident_number)
+        .where(
+            and_(
+                AlertRow.integration_id == integration.id,
+                AlertRow.fingerprint == fingerprint,
+                Incident.status != IncidentStatus.closed.value,
+            )
+        )
+        .order_by(AlertRow.id.desc())
+        .limit(1)
+    )
+
+
+def row_to_alert(row: AlertRow) -> Alert:
+    return Alert(
+        fingerprint=row.fingerprint, status=AlertStatus(row.status), summary=row.summary,
+        severity=Severity(row.severity), service=row.service, source=row.source, labels=row.labels,
+        annotations=row.annotations, starts_at=row.starts_at, ends_at=row.ends_at,
+    )

@@ -1,0 +1,58 @@
+"""The FastAPI app. `uvicorn api.main:app`; tests build their own with create_app(settings, client)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from temporalio.client import Client
+
+from api import health
+from api.deps import AppState
+from api.errors import install_error_handlers
+from api.incidents.router import router as incidents_router
+from api.ingest.router import router as ingest_router
+from vigil.db import create_db_engine, session_factory
+from vigil.logging import configure_logging, get_logger
+from vigil.settings import Settings, get_settings
+
+log = get_logger("vigil.api")
+
+DESCRIPTION = """
+Vigil turns alerts into durable incidents on Temporal.
+
+- People authenticate with `Authorization: Bearer <API key>` (roles: viewer, responder, admin).
+- Sources authenticate with their integration key (`routing_key` for `/v2/enqueue`, Bearer for Alertmanager).
+- Every error has the shape `{"error": {"code", "message", "details"}}`.
+"""
+
+
+def create_app(settings: Settings | None = None, temporal: Client | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    engine = create_db_engine(settings.core.database_url)
+    state = AppState(settings=settings, engine=engine, sessions=session_factory(engine), temporal=temporal)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        log.info("api started", database=engine.url.render_as_string(hide_password=True),
+                 temporal=settings.temporal.address)
+        yield
+        engine.dispose()
+
+    app = FastAPI(title="Vigil", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.vigil = state
+    install_error_handlers(app)
+    app.include_router(ingest_router)
+    app.include_router(incidents_router)
+    app.include_router(health.router)
+    return app
+
+
+def _app_from_env() -> FastAPI:
+    settings = get_settings()
+    configure_logging(settings.core.log_format, settings.core.log_level)
+    return create_app(settings)
+
+
+app = _app_from_env()

@@ -1,0 +1,95 @@
+"""docker-compose.yml stays consistent with the settings, the search attributes and the Dockerfile."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vigil.search_attributes import SEARCH_ATTRIBUTES
+from vigil.settings import WorkerSettings, env_names
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICES = {"postgresql", "temporal", "temporal-ui", "temporal-setup", "migrate", "api", "worker"}
+
+
+def services() -> dict[str, dict[str, Any]]:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+
+
+def environment(service: dict[str, Any]) -> dict[str, Any]:
+    """A service's environment as a dict, whichever of the two compose forms it uses."""
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        return dict(item.partition("=")[::2] for item in env)
+    return env
+
+
+def command_text(service: dict[str, Any]) -> str:
+    command = service.get("command", "")
+    return " ".join(command) if isinstance(command, list) else command
+
+
+def test_services_exist() -> None:
+    assert SERVICES <= services().keys()
+
+
+def test_published_ports() -> None:
+    published = {
+        str(port).rsplit(":", 1)[0].split(":")[-1]
+        for service in services().values()
+        for port in service.get("ports", [])
+    }
+    assert {"7233", "8233", "8000"} <= published
+
+
+def test_every_vigil_env_var_is_a_setting() -> None:
+    known = env_names()
+    for name, service in services().items():
+        unknown = {key for key in environment(service) if key.startswith("VIGIL_")} - known
+        assert not unknown, f"{name} sets {sorted(unknown)}, which no settings class reads"
+
+
+def test_vigil_services_reach_database_and_temporal() -> None:
+    svc = services()
+    for name in ("api", "worker", "migrate"):
+        env = environment(svc[name])
+        assert env["VIGIL_DATABASE_URL"].startswith("postgresql+psycopg://"), name
+        assert "@postgresql:" in env["VIGIL_DATABASE_URL"], name
+    for name in ("api", "worker"):
+        assert environment(svc[name])["VIGIL_TEMPORAL_ADDRESS"] == "temporal:7233", name
+
+
+def test_temporal_setup_registers_the_search_attributes() -> None:
+    script = command_text(services()["temporal-setup"])
+    registered: dict[str, str] = {}
+    # One `create` takes a single --type for all its --name flags.
+    for create in script.split("search-attribute create")[1:]:
+        (kind,) = re.findall(r"--type\s+(\w+)", create)
+        registered |= {name: kind for name in re.findall(r"--name\s+(\w+)", create)}
+    assert registered == SEARCH_ATTRIBUTES
+
+
+def test_api_and_worker_build_from_the_dockerfile() -> None:
+    assert (ROOT / "Dockerfile").is_file()
+    svc = services()
+    for name in ("api", "worker", "migrate"):
+        build = svc[name]["build"]
+        context = build if isinstance(build, str) else build.get("context", ".")
+        dockerfile = "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
+        assert (ROOT / context / dockerfile).resolve() == ROOT / "Dockerfile", name
+    assert "api.main:app" in command_text(svc["api"])
+    assert "worker.py" in command_text(svc["worker"])
+
+
+def test_worker_grace_period_exceeds_its_graceful_shutdown() -> None:
+    worker = services()["worker"]
+    graceful = int(
+        environment(worker).get(
+            "VIGIL_WORKER_GRACEFUL_SHUTDOWN_SECONDS", WorkerSettings().graceful_shutdown_seconds
+        )
+    )
+    grace = worker["stop_grace_period"]
+    assert grace.endswith("s") and int(grace[:-1]) > graceful

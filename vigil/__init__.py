@@ -1,0 +1,1 @@
+"""Vigil shared core: settings, contracts, state machine, DB models, logging."""

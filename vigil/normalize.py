@@ -1,0 +1,106 @@
+"""Turn Alertmanager and PagerDuty Events v2 payloads into Vigil alerts, severities and group keys."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from vigil.contracts import Alert, AlertStatus, Severity
+
+SEVERITY_ALIASES: dict[str, Severity] = {
+    **dict.fromkeys(["critical", "crit", "page", "p1", "fatal", "emergency", "disaster"], Severity.critical),
+    **dict.fromkeys(["high", "error", "err", "major", "p2"], Severity.high),
+    **dict.fromkeys(["warning", "warn", "minor", "medium", "p3", "average"], Severity.warning),
+    **dict.fromkeys(["info", "informational", "low", "none", "p4", "p5", "debug"], Severity.info),
+}
+DEFAULT_SEVERITY = Severity.warning
+DEFAULT_GROUP_BY = ("service", "alertname")
+ZERO_TIME_PREFIX = "0001-01-01"
+_FIRING_PREFIX = re.compile(r"^\[(FIRING|RESOLVED)(:\d+)?\]\s*", re.IGNORECASE)
+_LABEL_LINE = re.compile(r"^\s*-\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
+
+
+def map_severity(raw: str | None) -> Severity:
+    """Alertmanager `severity` label or PagerDuty severity -> critical|high|warning|info."""
+    if not raw:
+        return DEFAULT_SEVERITY
+    return SEVERITY_ALIASES.get(raw.strip().lower(), DEFAULT_SEVERITY)
+
+
+def group_key(alert: Alert, group_by: tuple[str, ...] = DEFAULT_GROUP_BY) -> str:
+    """`service=checkout|alertname=HighErrorRate`: readable in the UI's GroupKey column."""
+    values = {"service": alert.service, **alert.labels}
+    return "|".join(f"{label}={values.get(label, '')}" for label in group_by)
+
+
+def alertname(alert: Alert) -> str:
+    return alert.labels.get("alertname") or alert.summary
+
+
+def from_alertmanager(alert: dict, common_labels: dict[str, str], external_url: str | None) -> Alert:
+    """One alert of an Alertmanager webhook v4 body (already shape-validated)."""
+    labels: dict[str, str] = {**common_labels, **alert.get("labels", {})}
+    annotations: dict[str, str] = alert.get("annotations") or {}
+    starts_at: datetime | None = alert.get("startsAt")
+    ends_at: datetime | None = alert.get("endsAt")
+    if ends_at is not None and ends_at.isoformat().startswith(ZERO_TIME_PREFIX):
+        ends_at = None
+    fp = alert.get("fingerprint") or "|".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    # Alertmanager keeps the fingerprint when an alert re-fires; startsAt tells the episodes apart.
+    fingerprint = f"{fp}@{starts_at.isoformat()}" if starts_at else fp
+    name = labels.get("alertname", "alert")
+    return Alert(
+        fingerprint=fingerprint,
+        status=AlertStatus.resolved if alert.get("status") == "resolved" else AlertStatus.firing,
+        summary=annotations.get("summary") or annotations.get("description") or name,
+        severity=map_severity(labels.get("severity")),
+        service=labels.get("service") or labels.get("job") or "unknown",
+        source=external_url or "alertmanager",
+        labels=labels,
+        annotations=annotations,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        url=alert.get("generatorURL"),
+    )
+
+
+def labels_from_custom_details(details: dict | None) -> dict[str, str]:
+    """Alertmanager's default pagerduty_configs put labels only in `custom_details.firing` text."""
+    if not isinstance(details, dict) or not isinstance(details.get("firing"), str):
+        return {}
+    labels: dict[str, str] = {}
+    in_labels = False
+    for line in details["firing"].splitlines():
+        if line.strip() == "Labels:":
+            in_labels = True
+        elif line.strip().endswith(":"):
+            in_labels = False
+        elif in_labels and (m := _LABEL_LINE.match(line)):
+            labels[m.group(1)] = m.group(2)
+    return labels
+
+
+def from_pagerduty(
+    *, dedup_key: str, summary: str, source: str, severity: str, component: str | None, group: str | None,
+    klass: str | None, custom_details: dict | None, timestamp: datetime | None, client_url: str | None,
+) -> Alert:
+    """A PagerDuty Events v2 trigger."""
+    found = labels_from_custom_details(custom_details)
+    name = klass or found.get("alertname") or _FIRING_PREFIX.sub("", summary)[:200]
+    service = component or found.get("service") or group or source
+    labels = {**found, "alertname": name, "service": service, "source": source}
+    if group:
+        labels["group"] = group
+    # Alertmanager without templates sends "error" but keeps its own severity label in the text.
+    raw_severity = found.get("severity") if severity == "error" and "severity" in found else severity
+    return Alert(
+        fingerprint=dedup_key,
+        summary=summary,
+        severity=map_severity(raw_severity),
+        service=service,
+        source=source,
+        labels=labels,
+        annotations={k: str(v) for k, v in (custom_details or {}).items()} if isinstance(custom_details, dict) else {},
+        starts_at=timestamp,
+        url=client_url,
+    )

@@ -1,0 +1,131 @@
+"""Configuration, one BaseSettings per concern, all under the VIGIL_ prefix."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DATA_DIR = Path(".data")
+
+
+class CoreSettings(BaseSettings):
+    """Process-wide settings: database, data directory, logging, incident timing."""
+
+    model_config = SettingsConfigDict(env_prefix="VIGIL_", extra="ignore")
+
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL; postgresql+psycopg://... in real deployments. Default: SQLite in data_dir.",
+    )
+    data_dir: Path = Field(default=DATA_DIR, description="Where keys, the SQLite DB and the outbox live.")
+    log_format: str = Field(default="auto", description="auto (pretty on a TTY, JSON otherwise), json or console.")
+    log_level: str = Field(default="INFO")
+    reopen_window_seconds: int = Field(
+        default=300, ge=0, description="A resolved incident reopens if an alert re-fires within this window."
+    )
+    public_url: str = Field(default="http://127.0.0.1:8000", description="Base URL of the API, used in links.")
+
+    @model_validator(mode="after")
+    def _default_database(self) -> CoreSettings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir}/vigil.db"
+        return self
+
+
+class TemporalSettings(BaseSettings):
+    """Where the Temporal frontend is and which task queue Vigil uses."""
+
+    model_config = SettingsConfigDict(env_prefix="VIGIL_TEMPORAL_", extra="ignore")
+
+    address: str = "127.0.0.1:7233"
+    namespace: str = "default"
+    task_queue: str = "vigil"
+    ui_url: str = Field(default="http://127.0.0.1:8233", description="Base URL of the Temporal Web UI, for links.")
+
+
+class SmtpSettings(BaseSettings):
+    """Outgoing email. Defaults point at the local catcher that `make run` starts."""
+
+    model_config = SettingsConfigDict(env_prefix="VIGIL_SMTP_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 1025
+    username: str | None = None
+    password: SecretStr | None = None
+    starttls: bool = False
+    ssl: bool = False
+    timeout_seconds: float = 10.0
+    from_addr: str = "Vigil <vigil@localhost>"
+
+
+class EscalationSettings(BaseSettings):
+    """The default ladder (email now, SMS +5m, IVR +10m, manager +15m) and its targets."""
+
+    model_config = SettingsConfigDict(env_prefix="VIGIL_ESCALATION_", extra="ignore")
+
+    oncall_email: str = "oncall@localhost"
+    oncall_phone: str = "+15550100100"
+    manager_email: str = "manager@localhost"
+    manager_phone: str = "+15550100199"
+    step_wait_seconds: int = Field(default=300, gt=0, description="Wait between ladder steps.")
+
+
+class ApiSettings(BaseSettings):
+    """The HTTP API server."""
+
+    model_config = SettingsConfigDict(env_prefix="VIGIL_API_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+
+class WorkerSettings(BaseSettings):
+    """The Temporal worker process."""
+
+    model_config = SettingsConfigDict(env_prefix="VIGIL_WORKER_", extra="ignore")
+
+    graceful_shutdown_seconds: int = 30
+    metrics_port: int = Field(default=9464, description="Prometheus metrics of the worker; 0 disables.")
+    metrics_host: str = "127.0.0.1"
+    max_concurrent_activities: int = 50
+
+
+class Settings(BaseSettings):
+    """All settings, grouped by concern."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    core: CoreSettings = Field(default_factory=CoreSettings)
+    temporal: TemporalSettings = Field(default_factory=TemporalSettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    escalation: EscalationSettings = Field(default_factory=EscalationSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+
+
+SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
+    CoreSettings,
+    TemporalSettings,
+    SmtpSettings,
+    EscalationSettings,
+    ApiSettings,
+    WorkerSettings,
+)
+
+
+def env_names() -> set[str]:
+    """Every environment variable name the settings classes read."""
+    names: set[str] = set()
+    for cls in SETTINGS_CLASSES:
+        prefix = cls.model_config.get("env_prefix", "")
+        names.update(f"{prefix}{name}".upper() for name in cls.model_fields)
+    return names
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Settings read once per process from the environment."""
+    return Settings()

@@ -1,0 +1,80 @@
+"""The Vigil worker: runs IncidentWorkflow and every activity. SIGTERM/SIGINT shut it down gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from prometheus_client import start_http_server
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.channels import ConsoleProvider, EmailSender, PhoneProvider
+from activities.notify import NotifyActivities
+from activities.store import StoreActivities
+from vigil.db import create_db_engine, session_factory
+from vigil.logging import configure_logging, get_logger
+from vigil.settings import Settings, get_settings
+from vigil.temporal import connect
+from workflows.incident import IncidentWorkflow
+
+log = get_logger("vigil.worker")
+
+
+def build_worker(
+    client: Client,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    executor: ThreadPoolExecutor,
+    *,
+    sms: PhoneProvider | None = None,
+    ivr: PhoneProvider | None = None,
+) -> Worker:
+    """One worker with every workflow and activity; blocking clients run on the thread pool."""
+    store = StoreActivities(sessions, settings.escalation)
+    notify = NotifyActivities(
+        sessions, EmailSender(settings.smtp), sms=sms or ConsoleProvider("sms"), ivr=ivr or ConsoleProvider("ivr")
+    )
+    return Worker(
+        client,
+        task_queue=settings.temporal.task_queue,
+        workflows=[IncidentWorkflow],
+        activities=[
+            store.load_escalation_policy,
+            store.project_incident,
+            store.release_group,
+            notify.send_notification,
+        ],
+        activity_executor=executor,
+        max_concurrent_activities=settings.worker.max_concurrent_activities,
+        graceful_shutdown_timeout=timedelta(seconds=settings.worker.graceful_shutdown_seconds),
+    )
+
+
+async def main() -> None:
+    settings = get_settings()
+    configure_logging(settings.core.log_format, settings.core.log_level)
+    if settings.worker.metrics_port:
+        start_http_server(settings.worker.metrics_port, addr=settings.worker.metrics_host)
+    engine = create_db_engine(settings.core.database_url)
+    client = await connect(settings.temporal)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    with ThreadPoolExecutor(max_workers=settings.worker.max_concurrent_activities) as executor:
+        worker = build_worker(client, settings, session_factory(engine), executor)
+        log.info("worker started", task_queue=settings.temporal.task_queue, temporal=settings.temporal.address)
+        async with worker:
+            await stop.wait()
+            log.info("worker stopping: finishing in-flight activities",
+                     timeout_s=settings.worker.graceful_shutdown_seconds)
+    engine.dispose()
+    log.info("worker stopped")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,1 @@
+"""Deterministic orchestration only: state, timers, signals, updates and queries."""

@@ -1,0 +1,376 @@
+"""IncidentWorkflow: owns one incident (`INC-<n>`) from the first alert until it is closed."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.notify import NotifyActivities
+    from activities.store import StoreActivities
+    from vigil import search_attributes as sa
+    from vigil.contracts import (
+        AcknowledgeInput,
+        Actor,
+        ActorKind,
+        AddAlertsInput,
+        AddAlertsResult,
+        AlertState,
+        AlertStatus,
+        EscalationStep,
+        IncidentInput,
+        IncidentProjection,
+        IncidentResult,
+        IncidentState,
+        IncidentStatus,
+        LoadPolicyInput,
+        NotifyInput,
+        ReleaseGroupInput,
+        ResolveInput,
+        Severity,
+        TimelineEntry,
+        TransitionResult,
+    )
+    from vigil.escalation import human_duration, idempotency_key, mask_target
+    from vigil.state_machine import InvalidTransition, Transition, can, next_status
+
+S = IncidentStatus
+STORE_TIMEOUT = timedelta(seconds=30)
+# DB projections must eventually land; retry forever with a capped backoff rather than fail the incident.
+STORE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+NOTIFY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2), maximum_interval=timedelta(seconds=30), maximum_attempts=4
+)
+SOURCE = Actor(kind=ActorKind.source, name="alert source")
+TIMER = Actor(kind=ActorKind.timer, name="timer")
+
+
+def refused(err: InvalidTransition) -> ApplicationError:
+    """A business refusal the API turns into 409; `details` carries the current state."""
+    return ApplicationError(str(err), err.current.value, type="InvalidTransition", non_retryable=True)
+
+
+@workflow.defn
+class IncidentWorkflow:
+    @workflow.init
+    def __init__(self, inp: IncidentInput) -> None:
+        self.inp = inp
+        self.s = inp.state or IncidentState(
+            number=inp.number,
+            status=S.triggered,
+            severity=inp.severity,
+            service=inp.service,
+            title=inp.title,
+            group_key=inp.group_key,
+            created_at=workflow.now(),
+        )
+        self._pending: list[TimelineEntry] = []
+        self._notifying = 0
+        self._inflight: workflow.ActivityHandle[object] | None = None
+        self._ladder: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # --- run loop -------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, inp: IncidentInput) -> IncidentResult:
+        if inp.state is None:
+            self._record("triggered", SOURCE, f"Incident opened: {self.s.title}")
+        if self.s.policy is None:
+            self.s.policy = await workflow.execute_activity_method(
+                StoreActivities.load_escalation_policy,
+                LoadPolicyInput(service=self.s.service, severity=self.s.severity),
+                start_to_close_timeout=STORE_TIMEOUT,
+                retry_policy=STORE_RETRY,
+                summary="freeze escalation policy",
+            )
+        while True:
+            await self._flush()
+            self._show_details()
+            if self.s.status == S.closed:
+                break
+            if self._ladder_idle() and workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                await self._flush()
+                workflow.continue_as_new(self.inp.model_copy(update={"state": self.s}))
+            await self._wait_in(self.s.status)
+        await workflow.execute_activity_method(
+            StoreActivities.release_group,
+            ReleaseGroupInput(number=self.s.number, group_key=self.s.group_key),
+            start_to_close_timeout=STORE_TIMEOUT,
+            retry_policy=STORE_RETRY,
+            summary="release group key",
+        )
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._flush()
+        return IncidentResult(number=self.s.number, status=self.s.status)
+
+    async def _wait_in(self, status: IncidentStatus) -> None:
+        """Wait until the status changes or there is something to project."""
+        changed = lambda: self.s.status != status or bool(self._pending)  # noqa: E731
+        if status == S.triggered:
+            # One ladder per round: an exhausted ladder is not restarted, a reopen starts a new round.
+            if self._ladder_idle() and self.s.ladder_started_round != self.s.ladder_round:
+                self.s.ladder_started_round = self.s.ladder_round
+                self._ladder = asyncio.create_task(self._run_ladder())
+            await workflow.wait_condition(changed)
+        elif status == S.acknowledged:
+            await workflow.wait_condition(changed)
+        elif status == S.resolved:
+            assert self.s.resolved_at is not None
+            window = timedelta(seconds=self.inp.reopen_window_seconds)
+            remaining = self.s.resolved_at + window - workflow.now()
+            if remaining <= timedelta(0):
+                self._transition(Transition.close, TIMER, "Closed: reopen window elapsed")
+                return
+            try:
+                await workflow.wait_condition(
+                    changed, timeout=remaining, timeout_summary=f"reopen window {human_duration(window)}"
+                )
+            except asyncio.TimeoutError:
+                self._transition(Transition.close, TIMER, "Closed: reopen window elapsed")
+
+    # --- escalation ladder ----------------------------------------------------------------
+
+    def _ladder_idle(self) -> bool:
+        return self._ladder is None or self._ladder.done()
+
+    async def _run_ladder(self) -> None:
+        assert self.s.policy is not None
+        steps = self.s.policy.steps
+        for index, step in enumerate(steps):
+            # Checked right before each step: once an ack has been accepted, nothing new is scheduled.
+            if self.s.status != S.triggered:
+                return
+            self.s.current_step = f"{step.name} ({step.channel.value} → {mask_target(step.target)})"
+            self.s.next_escalation_at = None
+            self._show_details()
+            await self._notify(index, step)
+            if self.s.status != S.triggered:
+                return
+            if index == len(steps) - 1:
+                self.s.current_step = f"ladder exhausted after {step.name}"
+                self._show_details()
+                return
+            nxt = steps[index + 1]
+            if step.wait_seconds == 0:
+                continue
+            self.s.next_escalation_at = workflow.now() + step.wait
+            self._show_details()
+            try:
+                await workflow.wait_condition(
+                    lambda: self.s.status != S.triggered,
+                    timeout=step.wait,
+                    timeout_summary=f"wait {human_duration(step.wait)} for ack before {nxt.name}",
+                )
+                return
+            except asyncio.TimeoutError:
+                continue
+
+    async def _notify(self, index: int, step: EscalationStep) -> None:
+        key = idempotency_key(self.s.number, self.s.ladder_round, index, step)
+        self._notifying += 1
+        try:
+            self._inflight = workflow.start_activity_method(
+                NotifyActivities.send_notification,
+                NotifyInput(
+                    number=self.s.number,
+                    title=self.s.title,
+                    severity=self.s.severity,
+                    service=self.s.service,
+                    step=step,
+                    step_index=index,
+                    ladder_round=self.s.ladder_round,
+                    idempotency_key=key,
+                    incident_url=f"{self.inp.public_url}/api/v1/incidents/INC-{self.s.number}",
+                    temporal_url=self._temporal_url(),
+                    alerts=list(self.s.alerts.values()),
+                ),
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=NOTIFY_RETRY,
+                # An ack waits for this to settle: if the activity has not started it never will.
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                summary=f"{step.channel.value} → {mask_target(step.target)}",
+            )
+            result = await self._inflight
+            self._record("notified", TIMER, f"{step.name}: {step.channel.value} {result.status}")
+        except (ActivityError, asyncio.CancelledError) as err:
+            if self.s.status == S.triggered:
+                self._record("notify_failed", TIMER, f"{step.name}: {step.channel.value} failed: {err}")
+            else:
+                self._record("notify_cancelled", TIMER, f"{step.name}: stopped by {self.s.status.value}")
+        finally:
+            self._inflight = None
+            self._notifying -= 1
+
+    async def _stop_ladder(self) -> None:
+        """Cancel the in-flight page and wait until it has settled, so no page starts after we return."""
+        if self._inflight is not None:
+            self._inflight.cancel()
+        await workflow.wait_condition(lambda: self._notifying == 0)
+        self.s.next_escalation_at = None
+
+    # --- messages -------------------------------------------------------------------------
+
+    @workflow.update
+    async def acknowledge(self, inp: AcknowledgeInput) -> TransitionResult:
+        previous = self.s.status
+        try:
+            self._transition(Transition.acknowledge, inp.actor, inp.note or "Acknowledged")
+        except InvalidTransition as err:
+            raise refused(err) from None
+        self.s.acknowledged_at = workflow.now()
+        self.s.acknowledged_by = inp.actor.label()
+        await self._stop_ladder()
+        return TransitionResult(number=self.s.number, status=self.s.status, previous=previous)
+
+    @acknowledge.validator
+    def _validate_acknowledge(self, inp: AcknowledgeInput) -> None:
+        self._validate(Transition.acknowledge)
+
+    @workflow.update
+    async def resolve(self, inp: ResolveInput) -> TransitionResult:
+        previous = self.s.status
+        try:
+            self._resolve(inp.actor, inp.resolution.strip())
+        except InvalidTransition as err:
+            raise refused(err) from None
+        await self._stop_ladder()
+        return TransitionResult(number=self.s.number, status=self.s.status, previous=previous)
+
+    @resolve.validator
+    def _validate_resolve(self, inp: ResolveInput) -> None:
+        if not inp.resolution.strip():
+            raise ApplicationError("a resolution note is required", type="ResolutionRequired")
+        self._validate(Transition.resolve)
+
+    @workflow.update
+    def add_alerts(self, inp: AddAlertsInput) -> AddAlertsResult:
+        new, reopened = 0, False
+        refired = False
+        for alert in inp.alerts:
+            known = self.s.alerts.get(alert.fingerprint)
+            if known is None:
+                new += 1
+                self._record("alert", SOURCE, f"New alert {alert.status.value}: {alert.summary}")
+            elif known.status != alert.status:
+                verb = "resolved at source" if alert.status == AlertStatus.resolved else "firing again"
+                self._record("alert", SOURCE, f"Alert {verb}: {alert.summary}")
+            refired |= alert.status == AlertStatus.firing and (known is None or known.status != alert.status)
+            self.s.alerts[alert.fingerprint] = AlertState(
+                fingerprint=alert.fingerprint, status=alert.status, summary=alert.summary, severity=alert.severity
+            )
+            if alert.status == AlertStatus.firing and alert.severity.rank < self.s.severity.rank:
+                self.s.severity = alert.severity
+                workflow.upsert_search_attributes([sa.SEVERITY.value_set(self.s.severity.value)])
+        if refired and self.s.status == S.resolved:
+            self.s.reopen_count += 1
+            self.s.ladder_round += 1
+            self.s.resolved_at = self.s.resolved_by = self.s.resolution = None
+            self._transition(Transition.reopen, SOURCE, "Reopened: an alert fired again within the reopen window")
+            reopened = True
+        elif self._all_resolved_at_source() and can(self.s.status, Transition.resolve) and self.inp.auto_resolve:
+            count = len(self.s.alerts)
+            self._resolve(SOURCE, f"Auto-resolved: all {count} alert(s) resolved at the source")
+            if self._inflight is not None:
+                self._inflight.cancel()
+        return AddAlertsResult(number=self.s.number, status=self.s.status, new_alerts=new, reopened=reopened)
+
+    @add_alerts.validator
+    def _validate_add_alerts(self, inp: AddAlertsInput) -> None:
+        if self._closing or self.s.status == S.closed:
+            raise ApplicationError(f"INC-{self.s.number} is closed", S.closed.value, type="IncidentClosed")
+
+    @workflow.query
+    def state(self) -> IncidentState:
+        return self.s
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _validate(self, transition: Transition) -> None:
+        if not can(self.s.status, transition):
+            raise refused(InvalidTransition(transition, self.s.status))
+
+    def _all_resolved_at_source(self) -> bool:
+        return bool(self.s.alerts) and all(a.status == AlertStatus.resolved for a in self.s.alerts.values())
+
+    def _resolve(self, actor: Actor, resolution: str) -> None:
+        self._transition(Transition.resolve, actor, f"Resolved: {resolution}")
+        self.s.resolved_at = workflow.now()
+        self.s.resolved_by = actor.label()
+        self.s.resolution = resolution
+
+    def _transition(self, transition: Transition, actor: Actor, message: str) -> None:
+        """Apply a state-machine transition, record it and show it in the UI."""
+        self.s.status = next_status(self.s.status, transition)
+        if self.s.status == S.closed:
+            self._closing = True
+            self.s.closed_at = workflow.now()
+        if self.s.status != S.triggered:
+            self.s.next_escalation_at = None
+        workflow.logger.info("INC-%s %s by %s", self.s.number, transition.value, actor.label())
+        workflow.upsert_search_attributes([sa.INCIDENT_STATUS.value_set(self.s.status.value)])
+        self._record(self.s.status.value if transition != Transition.reopen else "reopened", actor, message)
+        self._show_details()
+
+    def _record(self, kind: str, actor: Actor, message: str) -> None:
+        self.s.timeline_seq += 1
+        self._pending.append(
+            TimelineEntry(seq=self.s.timeline_seq, at=workflow.now(), kind=kind, actor=actor.label(), message=message)
+        )
+
+    async def _flush(self) -> None:
+        """Project the incident row and new timeline entries to the DB (idempotent by seq)."""
+        if not self._pending:
+            return
+        entries, self._pending = self._pending, []
+        s = self.s
+        await workflow.execute_activity_method(
+            StoreActivities.project_incident,
+            IncidentProjection(
+                number=s.number,
+                status=s.status,
+                severity=s.severity,
+                service=s.service,
+                title=s.title,
+                acknowledged_at=s.acknowledged_at,
+                acknowledged_by=s.acknowledged_by,
+                resolved_at=s.resolved_at,
+                resolved_by=s.resolved_by,
+                resolution=s.resolution,
+                closed_at=s.closed_at,
+                reopen_count=s.reopen_count,
+                timeline=entries,
+            ),
+            start_to_close_timeout=STORE_TIMEOUT,
+            retry_policy=STORE_RETRY,
+            summary=f"project {s.status.value}: " + ", ".join(e.kind for e in entries)[:80],
+        )
+
+    def _temporal_url(self) -> str:
+        info = workflow.info()
+        return f"{self.inp.temporal_ui_url}/namespaces/{info.namespace}/workflows/{info.workflow_id}"
+
+    def _show_details(self) -> None:
+        s = self.s
+        lines = [f"**Status:** {s.status.value}", f"**Severity:** {s.severity.value}"]
+        if s.status == S.triggered and s.current_step:
+            lines.append(f"**Current step:** {s.current_step}")
+        if s.status == S.triggered and s.next_escalation_at:
+            lines.append(f"**Next escalation due:** {s.next_escalation_at.isoformat(timespec='seconds')}")
+        if s.acknowledged_by and s.status != S.triggered:
+            lines.append(f"**Acknowledged by:** {s.acknowledged_by}")
+        if s.resolution and s.status in (S.resolved, S.closed):
+            lines.append(f"**Resolution:** {s.resolution}")
+        firing = sum(1 for a in s.alerts.values() if a.status == AlertStatus.firing)
+        lines.append(f"**Alerts:** {firing} firing / {len(s.alerts)} total")
+        if s.reopen_count:
+            lines.append(f"**Reopened:** {s.reopen_count}×")
+        workflow.set_current_details("  \n".join(lines))
+
+
+__all__ = ["IncidentWorkflow", "Severity"]
