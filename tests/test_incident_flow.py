@@ -5,34 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import httpx
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.testing import TimeSkipper
 
 from tests.conftest import Inbox, Keys
-from tests.helpers import eventually, pd_event
-from vigil.models import NotificationAttempt
+from tests.flows import attempts, trigger
+from tests.helpers import eventually
 from workflows.incident import IncidentWorkflow
-
-
-def attempts(sessions: sessionmaker[Session], number: int) -> list[NotificationAttempt]:
-    with sessions() as session:
-        return list(
-            session.scalars(
-                select(NotificationAttempt)
-                .where(NotificationAttempt.incident_number == number)
-                .order_by(NotificationAttempt.id)
-            )
-        )
-
-
-async def trigger(api: httpx.AsyncClient, keys: Keys, dedup_key: str = "demo-1", **kw) -> int:  # noqa: ANN003
-    resp = await api.post("/v2/enqueue", json=pd_event(keys.integration, dedup_key, **kw))
-    assert resp.status_code == 202, resp.text
-    body = resp.json()
-    assert body["status"] == "success" and body["dedup_key"] == dedup_key
-    return int(body["message"].rsplit("INC-", 1)[1])
 
 
 async def test_demo_flow(

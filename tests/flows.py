@@ -1,0 +1,74 @@
+"""Shared steps for the end-to-end tests: post alerts, read the notification log, read UI details."""
+
+from __future__ import annotations
+
+import json
+from copy import deepcopy
+from pathlib import Path
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.api.sdk.v1 import WorkflowMetadata
+from temporalio.client import Client, WorkflowHandle
+
+from tests.conftest import Keys
+from tests.helpers import pd_event
+from vigil.models import NotificationAttempt
+
+LOCAL_FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def fixture(name: str) -> dict:
+    """A real Alertmanager 0.25 payload (copied into tests/fixtures so the suite is self-contained)."""
+    return json.loads((LOCAL_FIXTURES / name).read_text())
+
+
+def attempts(sessions: sessionmaker[Session], number: int) -> list[NotificationAttempt]:
+    with sessions() as session:
+        return list(
+            session.scalars(
+                select(NotificationAttempt)
+                .where(NotificationAttempt.incident_number == number)
+                .order_by(NotificationAttempt.id)
+            )
+        )
+
+
+async def trigger(api: httpx.AsyncClient, keys: Keys, dedup_key: str = "demo-1", **kw) -> int:  # noqa: ANN003
+    resp = await api.post("/v2/enqueue", json=pd_event(keys.integration, dedup_key, **kw))
+    assert resp.status_code == 202, resp.text
+    body = resp.json()
+    assert body["status"] == "success" and body["dedup_key"] == dedup_key
+    return int(body["message"].rsplit("INC-", 1)[1].split()[0])
+
+
+async def post_alertmanager(api: httpx.AsyncClient, key: str, body: dict) -> dict:
+    resp = await api.post("/api/v1/integrations/alertmanager", json=body, headers={"Authorization": f"Bearer {key}"})
+    assert resp.status_code == 202, resp.text
+    return resp.json()
+
+
+def am_body(name: str, *, starts_at: str | None = None, status: str | None = None, labels: dict | None = None) -> dict:
+    """The captured webhook body, optionally as a new episode (startsAt) or with other labels."""
+    body = deepcopy(fixture(name))
+    for alert in body["alerts"]:
+        if starts_at:
+            alert["startsAt"] = starts_at
+        if status:
+            alert["status"] = status
+        if labels:
+            alert["labels"].update(labels)
+    if status:
+        body["status"] = status
+    return body
+
+
+async def current_details(handle: WorkflowHandle) -> str:
+    """What the Temporal UI shows as the workflow's current details."""
+    meta = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    return meta.current_details
+
+
+def handle_of(client: Client, number: int) -> WorkflowHandle:
+    return client.get_workflow_handle(f"INC-{number}")
