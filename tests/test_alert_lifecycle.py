@@ -1,0 +1,175 @@
+"""Alerts from real Alertmanager payloads: dedup, auto-resolve, reopen, close and regroup, PagerDuty actions."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import httpx
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+from temporalio.testing import TimeSkipper
+
+from tests.conftest import Inbox, Keys
+from tests.flows import am_body, attempts, handle_of, post_alertmanager, trigger
+from tests.helpers import eventually, pd_event
+from vigil.models import AlertRow, Incident, IncidentGroup, TimelineEvent
+from workflows.incident import IncidentWorkflow
+
+FIRING = "alertmanager-0.25-webhook-firing.json"
+RESOLVED = "alertmanager-0.25-webhook-resolved.json"
+
+
+def incident_row(sessions: sessionmaker[Session], number: int) -> Incident:
+    with sessions() as session:
+        row = session.get(Incident, number)
+        assert row is not None
+        return row
+
+
+def timeline(sessions: sessionmaker[Session], number: int) -> list[str]:
+    with sessions() as session:
+        return list(
+            session.scalars(
+                select(TimelineEvent.kind).where(TimelineEvent.incident_number == number).order_by(TimelineEvent.seq)
+            )
+        )
+
+
+async def test_alertmanager_auto_resolve_close_and_new_incident(
+    api: httpx.AsyncClient, worker: None, keys: Keys, client: Client, skipper: TimeSkipper,
+    sessions: sessionmaker[Session],
+) -> None:
+    first = await post_alertmanager(api, keys.integration, am_body(FIRING))
+    assert first["incidents"] == ["INC-%d" % incident_row_number(sessions)]
+    number = incident_row_number(sessions)
+    row = incident_row(sessions, number)
+    assert (row.service, row.severity, row.group_key) == (
+        "checkout", "critical", "service=checkout|alertname=AccCheckoutLatency",
+    )
+
+    await post_alertmanager(api, keys.integration, am_body(RESOLVED))
+    await eventually(lambda: incident_row(sessions, number).status == "resolved")
+    row = incident_row(sessions, number)
+    assert row.resolved_by == "source:alert source"
+    assert row.resolution and row.resolution.startswith("Auto-resolved")
+
+    # The reopen window (5 min) elapses: the incident closes and frees its group key.
+    handle = handle_of(client, number)
+    await skipper.fast_forward(handle, timedelta(minutes=6))
+    await handle.result()
+    assert incident_row(sessions, number).status == "closed"
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(IncidentGroup)) == 0
+
+    # The same alert firing later is a new incident.
+    again = await post_alertmanager(api, keys.integration, am_body(FIRING, starts_at="2026-11-22T09:00:00Z"))
+    assert again["incidents"] == [f"INC-{number + 1}"]
+
+
+def incident_row_number(sessions: sessionmaker[Session]) -> int:
+    with sessions() as session:
+        number = session.scalar(select(func.max(Incident.number)))
+        assert number is not None
+        return number
+
+
+async def test_refire_within_window_reopens_same_incident_and_pages_again(
+    api: httpx.AsyncClient, worker: None, keys: Keys, client: Client, inbox: Inbox,
+    sessions: sessionmaker[Session],
+) -> None:
+    await post_alertmanager(api, keys.integration, am_body(FIRING))
+    number = incident_row_number(sessions)
+    await eventually(lambda: len(inbox.for_incident(number)) == 1)
+    await post_alertmanager(api, keys.integration, am_body(RESOLVED))
+    await eventually(lambda: incident_row(sessions, number).status == "resolved")
+
+    reopened = await post_alertmanager(api, keys.integration, am_body(FIRING, starts_at="2026-11-22T07:50:00Z"))
+    assert reopened["incidents"] == [f"INC-{number}"]
+    await eventually(lambda: incident_row(sessions, number).status == "triggered")
+    assert incident_row(sessions, number).reopen_count == 1
+    await eventually(lambda: "reopened" in timeline(sessions, number))
+    # A new ladder round: the on-call is emailed again, under a new idempotency key.
+    await eventually(lambda: len(inbox.for_incident(number)) == 2)
+    keys_used = [a.idempotency_key for a in attempts(sessions, number)]
+    assert keys_used == [f"INC-{number}/r0s0/email/oncall@localhost", f"INC-{number}/r1s0/email/oncall@localhost"]
+
+
+async def test_duplicate_deliveries_count_but_do_not_page_twice(
+    api: httpx.AsyncClient, worker: None, keys: Keys, client: Client, inbox: Inbox,
+    sessions: sessionmaker[Session],
+) -> None:
+    """An Alertmanager HA pair delivers each notification twice."""
+    body = am_body(FIRING)
+    first, second = await asyncio.gather(
+        post_alertmanager(api, keys.integration, body), post_alertmanager(api, keys.integration, body)
+    )
+    assert first["incidents"] == second["incidents"]
+    number = incident_row_number(sessions)
+    await post_alertmanager(api, keys.integration, body)
+    with sessions() as session:
+        rows = list(session.scalars(select(AlertRow).where(AlertRow.incident_number == number)))
+    assert [(r.count, r.status, r.delivered_status) for r in rows] == [(3, "firing", "firing")]
+    state = await handle_of(client, number).query(IncidentWorkflow.state)
+    assert len(state.alerts) == 1
+    await eventually(lambda: len(inbox.for_incident(number)) == 1)
+    assert timeline(sessions, number).count("alert") == 1
+
+
+async def test_auto_resolve_can_be_switched_off_per_integration(
+    api: httpx.AsyncClient, worker: None, keys: Keys, client: Client, sessions: sessionmaker[Session],
+) -> None:
+    await post_alertmanager(api, keys.integration_no_autoresolve, am_body(FIRING))
+    number = incident_row_number(sessions)
+    await post_alertmanager(api, keys.integration_no_autoresolve, am_body(RESOLVED))
+    handle = handle_of(client, number)
+
+    async def alert_resolved() -> bool:
+        state = await handle.query(IncidentWorkflow.state)
+        return all(a.status == "resolved" for a in state.alerts.values())
+
+    await eventually(alert_resolved)
+    assert (await handle.query(IncidentWorkflow.state)).status == "triggered"
+
+
+async def test_pagerduty_acknowledge_and_resolve_by_dedup_key(
+    api: httpx.AsyncClient, worker: None, keys: Keys, client: Client, sessions: sessionmaker[Session],
+) -> None:
+    number = await trigger(api, keys, dedup_key="pd-1")
+    ack = await api.post("/v2/enqueue", json=pd_event(keys.integration, "pd-1", action="acknowledge"))
+    assert ack.status_code == 202 and f"INC-{number} acknowledged" in ack.json()["message"]
+    handle = handle_of(client, number)
+    state = await handle.query(IncidentWorkflow.state)
+    assert (state.status, state.acknowledged_by) == ("acknowledged", "source:test-integration")
+    # A repeated acknowledge is a no-op, not an error (senders retry).
+    assert (await api.post("/v2/enqueue", json=pd_event(keys.integration, "pd-1", action="acknowledge"))).status_code == 202
+
+    resolve = await api.post("/v2/enqueue", json=pd_event(keys.integration, "pd-1", action="resolve"))
+    assert resolve.status_code == 202
+    state = await handle.query(IncidentWorkflow.state)
+    assert state.status == "resolved" and state.resolved_by == "source:alert source"
+
+    unknown = await api.post("/v2/enqueue", json=pd_event(keys.integration, "nope", action="resolve"))
+    assert unknown.status_code == 202 and "no open alert" in unknown.json()["message"]
+
+
+async def test_fifty_concurrent_requests_for_a_new_group_make_one_incident(
+    api: httpx.AsyncClient, worker: None, keys: Keys, client: Client, sessions: sessionmaker[Session],
+) -> None:
+    bodies = [pd_event(keys.integration, f"storm-{i}", klass="DiskFull", component="storage") for i in range(50)]
+    responses = await asyncio.gather(*(api.post("/v2/enqueue", json=b) for b in bodies))
+    assert [r.status_code for r in responses] == [202] * 50, [r.text for r in responses if r.status_code != 202]
+    numbers = {r.json()["message"].rsplit("INC-", 1)[1] for r in responses}
+    assert len(numbers) == 1
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Incident)) == 1
+    number = int(numbers.pop())
+
+    async def one_workflow() -> bool:  # visibility is eventually consistent
+        ids = [w.id async for w in client.list_workflows('GroupKey="service=storage|alertname=DiskFull"')]
+        return ids == [f"INC-{number}"]
+
+    await eventually(one_workflow)
+    state = await handle_of(client, number).query(IncidentWorkflow.state)
+    assert len(state.alerts) == 50
