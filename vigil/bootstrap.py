@@ -6,11 +6,11 @@ import os
 import sys
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from vigil.db import create_db_engine, session_factory
-from vigil.models import ApiKey, Integration, User
+from vigil.models import ApiKey, Integration, User, utcnow
 from vigil.security import Role, hash_key, key_prefix, new_key
 from vigil.settings import CoreSettings
 
@@ -48,7 +48,10 @@ def _key_still_valid(session: Session, path: Path, model: type[ApiKey] | type[In
     if not path.exists():
         return False
     key = path.read_text().strip()
-    return session.scalar(select(model.id).where(model.key_hash == hash_key(key))) is not None
+    query = select(model.id).where(model.key_hash == hash_key(key))
+    if model is ApiKey:
+        query = query.where(ApiKey.revoked_at.is_(None))
+    return session.scalar(query) is not None
 
 
 def bootstrap(settings: CoreSettings) -> list[str]:
@@ -65,6 +68,12 @@ def bootstrap(settings: CoreSettings) -> list[str]:
                 if admin is None:
                     key = create_user_with_key(session, name="Admin", email="admin@localhost", role=Role.admin)
                 else:
+                    # Rotation: the old bootstrap key stops working when its file is replaced.
+                    session.execute(
+                        update(ApiKey)
+                        .where(ApiKey.user_id == admin.id, ApiKey.name == "bootstrap", ApiKey.revoked_at.is_(None))
+                        .values(revoked_at=utcnow())
+                    )
                     key = new_key("api")
                     session.add(ApiKey(user_id=admin.id, name="bootstrap", prefix=key_prefix(key), key_hash=hash_key(key)))
                 _write_secret(admin_path, key)

@@ -41,9 +41,8 @@ async def ingest(state: AppState, integration: IntegrationInfo, alerts: Sequence
     for alert in alerts:
         groups[group_key(alert)].append(alert)
     result = IngestResult()
-    client = await state.temporal_client()
     for key, batch in groups.items():
-        number, outcomes = await _deliver_group(state, client, integration, key, batch)
+        number, outcomes = await _deliver_group(state, integration, key, batch)
         result.incidents.append(number)
         result.outcomes.update(outcomes)
     return result
@@ -56,13 +55,15 @@ def _lead(batch: Sequence[Alert]) -> Alert:
 
 
 async def _deliver_group(
-    state: AppState, client: Client, integration: IntegrationInfo, key: str, batch: list[Alert]
+    state: AppState, integration: IntegrationInfo, key: str, batch: list[Alert]
 ) -> tuple[int, Counter[str]]:
     lead = _lead(batch)
     for _ in range(MAX_JOIN_ATTEMPTS):
+        # Stored first: if Temporal is down the sender gets 503 and the alert waits in the outbox.
         incident, upserted = await asyncio.to_thread(_store_batch, state, key, lead, batch, integration)
         if not upserted.undelivered and not incident.created:
             return incident.number, upserted.outcomes  # pure repeats: no Temporal round trip
+        client = await state.temporal_client()
         try:
             await _send(state, client, integration, incident, upserted.undelivered, lead)
         except IncidentClosedError:

@@ -1,0 +1,150 @@
+"""HTTP contract: auth and roles, the one error shape, health, metrics and the OpenAPI schema."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.conftest import Keys
+from tests.flows import trigger
+from tests.helpers import pd_event
+
+
+def assert_error(resp: httpx.Response, status: int, code: str) -> dict:
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}
+    assert body["error"]["code"] == code
+    assert "Traceback" not in resp.text
+    return body["error"]
+
+
+async def test_roles(api: httpx.AsyncClient, worker: None, keys: Keys) -> None:
+    number = await trigger(api, keys)
+    viewer, responder = keys.auth(keys.viewer), keys.auth(keys.responder)
+    assert (await api.get(f"/api/v1/incidents/INC-{number}", headers=viewer)).status_code == 200
+    err = assert_error(await api.post(f"/api/v1/incidents/INC-{number}/acknowledge", headers=viewer), 403, "forbidden")
+    assert "responder" in err["message"]
+    ok = await api.post(f"/api/v1/incidents/{number}/acknowledge", headers=responder)
+    assert ok.status_code == 200 and ok.json()["acknowledged_by"] == "user:rita@test"
+
+
+async def test_keys_are_checked(api: httpx.AsyncClient, keys: Keys) -> None:
+    assert_error(await api.get("/api/v1/incidents"), 401, "unauthorized")
+    assert_error(await api.get("/api/v1/incidents", headers=keys.auth("vgl_api_nope")), 401, "unauthorized")
+    # The integration key only posts alerts.
+    err = assert_error(await api.get("/api/v1/incidents", headers=keys.auth(keys.integration)), 403, "forbidden")
+    assert "ingestion" in err["message"]
+    # An API key is not an integration key.
+    assert_error(await api.post("/v2/enqueue", json=pd_event(keys.admin, "x")), 401, "unauthorized")
+    am = {"status": "firing", "alerts": [{"status": "firing", "labels": {"alertname": "A"}}]}
+    assert_error(await api.post("/api/v1/integrations/alertmanager", json=am), 401, "unauthorized")
+    assert_error(
+        await api.post("/api/v1/integrations/alertmanager", json=am, headers=keys.auth(keys.admin)), 401, "unauthorized"
+    )
+
+
+async def test_not_found(api: httpx.AsyncClient, keys: Keys) -> None:
+    admin = keys.auth(keys.admin)
+    assert_error(await api.get("/api/v1/incidents/INC-999999", headers=admin), 404, "not_found")
+    assert_error(await api.get("/api/v1/incidents/banana", headers=admin), 404, "not_found")
+    assert_error(await api.post("/api/v1/incidents/INC-999999/acknowledge", headers=admin), 404, "not_found")
+    assert_error(await api.get("/nope"), 404, "not_found")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"event_action": "trigger", "dedup_key": "x"}, "body.routing_key"),
+        ({"routing_key": "k", "event_action": "explode"}, "body.event_action"),
+        ({"routing_key": "k", "event_action": "trigger", "payload": {"summary": "s", "source": "x", "severity": "bad"}},
+         "body.payload.severity"),
+        ({"routing_key": "k", "event_action": "trigger"}, "body"),
+        ({"routing_key": "k", "event_action": "resolve"}, "body"),
+    ],
+)
+async def test_pagerduty_validation_names_the_field(api: httpx.AsyncClient, body: dict, field: str) -> None:
+    err = assert_error(await api.post("/v2/enqueue", json=body), 422, "validation_error")
+    assert field in [d["field"] for d in err["details"]]
+
+
+async def test_malformed_json(api: httpx.AsyncClient, keys: Keys) -> None:
+    resp = await api.post("/v2/enqueue", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert_error(resp, 422, "validation_error")
+    resp = await api.post(
+        "/api/v1/integrations/alertmanager", json={"status": "firing", "alerts": []}, headers=keys.auth(keys.integration)
+    )
+    err = assert_error(resp, 422, "validation_error")
+    assert err["details"][0]["field"] == "body.alerts"
+
+
+async def test_resolution_must_not_be_blank(api: httpx.AsyncClient, worker: None, keys: Keys) -> None:
+    number = await trigger(api, keys)
+    err = assert_error(
+        await api.post(f"/api/v1/incidents/{number}/resolve", json={"resolution": "   "}, headers=keys.auth(keys.admin)),
+        422, "validation_error",
+    )
+    assert err["details"][0]["field"] == "body.resolution"
+
+
+async def test_list_filters(api: httpx.AsyncClient, worker: None, keys: Keys) -> None:
+    a = await trigger(api, keys, dedup_key="a", component="checkout", severity="critical", klass="A")
+    b = await trigger(api, keys, dedup_key="b", component="search", severity="warning", klass="B")
+    admin = keys.auth(keys.admin)
+    await api.post(f"/api/v1/incidents/{a}/acknowledge", headers=admin)
+
+    async def ids(**params: str) -> list[str]:
+        resp = await api.get("/api/v1/incidents", params=params, headers=admin)
+        assert resp.status_code == 200
+        return [i["id"] for i in resp.json()["items"]]
+
+    assert await ids() == [f"INC-{b}", f"INC-{a}"]
+    assert await ids(service="search") == [f"INC-{b}"]
+    assert await ids(severity="critical") == [f"INC-{a}"]
+    assert await ids(status="triggered") == [f"INC-{b}"]
+    assert_error(await api.get("/api/v1/incidents", params={"status": "sleepy"}, headers=admin), 422, "validation_error")
+
+
+async def test_health_ready_metrics_openapi(api: httpx.AsyncClient, worker: None, keys: Keys) -> None:
+    assert (await api.get("/healthz")).json() == {"status": "ok"}
+    ready = await api.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok", "temporal": "ok"}
+
+    await trigger(api, keys)
+    metrics = (await api.get("/metrics")).text
+    assert 'vigil_alerts_ingested_total{endpoint="enqueue",outcome="new"}' in metrics
+    assert "vigil_api_transitions_total" in metrics
+
+    schema = (await api.get("/openapi.json")).json()
+    for path in ("/v2/enqueue", "/api/v1/integrations/alertmanager", "/api/v1/incidents",
+                 "/api/v1/incidents/{ref}", "/api/v1/incidents/{ref}/acknowledge", "/api/v1/incidents/{ref}/resolve",
+                 "/healthz", "/readyz", "/metrics"):
+        assert path in schema["paths"], path
+    ack = schema["paths"]["/api/v1/incidents/{ref}/acknowledge"]["post"]["responses"]
+    assert {"200", "401", "403", "404", "409", "503"} <= set(ack)
+    assert (await api.get("/docs")).status_code == 200
+
+
+async def test_temporal_down_answers_503_and_keeps_the_alert(
+    settings, keys: Keys, sessions,  # noqa: ANN001
+) -> None:
+    """Senders retry on 503; what was accepted into the DB stays there for redelivery."""
+    from sqlalchemy import select
+
+    from api.main import create_app
+    from tests.conftest import free_port
+    from vigil.models import AlertRow
+
+    down = settings.model_copy(update={"temporal": settings.temporal.model_copy(update={"address": f"127.0.0.1:{free_port()}"})})
+    app = create_app(down)  # no client: it connects lazily, and fails
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://vigil.test") as http:
+        resp = await http.post("/v2/enqueue", json=pd_event(keys.integration, "kept"))
+        assert_error(resp, 503, "temporal_unavailable")
+        assert resp.headers["Retry-After"]
+        ready = await http.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["checks"]["database"] == "ok"
+        assert ready.json()["checks"]["temporal"].startswith("error")
+        # Reads come from the DB and keep working.
+        assert (await http.get("/api/v1/incidents", headers=keys.auth(keys.admin))).status_code == 200
+    with sessions() as session:
+        assert session.scalar(select(AlertRow.fingerprint).where(AlertRow.delivered_status.is_(None))) == "kept"
