@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from copy import deepcopy
 from pathlib import Path
 
@@ -72,3 +73,11 @@ async def current_details(handle: WorkflowHandle) -> str:
 
 def handle_of(client: Client, number: int) -> WorkflowHandle:
     return client.get_workflow_handle(f"INC-{number}")
+
+
+async def save_history(handle: WorkflowHandle, name: str) -> None:
+    """With VIGIL_RECORD_HISTORIES=1, commit-ready histories land in tests/histories/ for the replay test."""
+    if os.environ.get("VIGIL_RECORD_HISTORIES") != "1":
+        return
+    history = await handle.fetch_history()
+    (Path(__file__).parent / "histories" / f"{name}.json").write_text(history.to_json())

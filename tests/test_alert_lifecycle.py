@@ -12,7 +12,7 @@ from temporalio.client import Client
 from temporalio.testing import TimeSkipper
 
 from tests.conftest import Inbox, Keys
-from tests.flows import am_body, attempts, handle_of, post_alertmanager, trigger
+from tests.flows import am_body, attempts, handle_of, post_alertmanager, save_history, trigger
 from tests.helpers import eventually, pd_event
 from vigil.models import AlertRow, Incident, IncidentGroup, TimelineEvent
 from workflows.incident import IncidentWorkflow
@@ -59,6 +59,7 @@ async def test_alertmanager_auto_resolve_close_and_new_incident(
     handle = handle_of(client, number)
     await skipper.fast_forward(handle, timedelta(minutes=6))
     await handle.result()
+    await save_history(handle, "auto_resolved_closed")
     assert incident_row(sessions, number).status == "closed"
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(IncidentGroup)) == 0
@@ -94,6 +95,7 @@ async def test_refire_within_window_reopens_same_incident_and_pages_again(
     await eventually(lambda: len(inbox.for_incident(number)) == 2)
     keys_used = [a.idempotency_key for a in attempts(sessions, number)]
     assert keys_used == [f"INC-{number}/r0s0/email/oncall@localhost", f"INC-{number}/r1s0/email/oncall@localhost"]
+    await save_history(handle_of(client, number), "reopened")
 
 
 async def test_duplicate_deliveries_count_but_do_not_page_twice(

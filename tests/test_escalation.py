@@ -16,7 +16,7 @@ from temporalio.testing import TimeSkipper
 
 from activities.channels import ConsoleProvider
 from tests.conftest import Inbox, Keys
-from tests.flows import attempts, current_details, handle_of, trigger
+from tests.flows import attempts, current_details, handle_of, save_history, trigger
 from tests.helpers import eventually
 from vigil.contracts import NotifyInput
 from vigil.settings import Settings
@@ -52,6 +52,7 @@ async def test_ladder_email_sms_ivr_manager(
     # Idempotency keys name incident, round, step, channel and target.
     assert attempts(sessions, number)[1].idempotency_key == f"INC-{number}/r0s1/sms/+15550100100"
     assert "ladder exhausted" in await current_details(handle)
+    await save_history(handle, "ladder_exhausted")
 
 
 async def _with_due(handle) -> str:  # noqa: ANN001

@@ -10,7 +10,7 @@ from temporalio.client import Client
 from temporalio.testing import TimeSkipper
 
 from tests.conftest import Inbox, Keys
-from tests.flows import attempts, trigger
+from tests.flows import attempts, save_history, trigger
 from tests.helpers import eventually
 from workflows.incident import IncidentWorkflow
 
@@ -83,3 +83,4 @@ async def test_demo_flow(
     assert kinds.index("triggered") < kinds.index("acknowledged") < kinds.index("resolved")
     state = await handle.query(IncidentWorkflow.state)
     assert state.status.value == "resolved"
+    await save_history(handle, "ack_then_resolve")

@@ -1,0 +1,32 @@
+"""Determinism guard: committed histories of representative incidents replay against today's workflow code.
+
+Re-record after an intentional, patched change with:
+    VIGIL_RECORD_HISTORIES=1 .venv/bin/python -m pytest tests/test_incident_flow.py tests/test_escalation.py \
+        tests/test_alert_lifecycle.py
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from workflows.incident import IncidentWorkflow
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+def test_histories_are_committed() -> None:
+    names = {p.stem for p in HISTORIES}
+    assert {"ack_then_resolve", "ladder_exhausted", "auto_resolved_closed", "reopened"} <= names
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+async def test_replay(path: Path) -> None:
+    history = WorkflowHistory.from_json(f"replay-{path.stem}", path.read_text())
+    replayer = Replayer(workflows=[IncidentWorkflow], data_converter=pydantic_data_converter)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+    assert result.replay_failure is None
