@@ -27,9 +27,12 @@ class NotifyActivities:
     @activity.defn
     def send_notification(self, inp: NotifyInput) -> NotifyResult:
         """Deliver one step over its channel; every attempt is written before and after sending."""
-        attempt = activity.info().attempt
+        info = activity.info()
+        attempt = info.attempt
+        bound = log.bind(incident=f"INC-{inp.number}", workflow_id=info.workflow_id, attempt=attempt)
         provider = self.email.name if inp.step.channel == Channel.email else self.phones[inp.step.channel].name
         row_id = self._start(inp, attempt, provider)
+        bound.info("notification started", channel=inp.step.channel.value, step=inp.step.name)
         try:
             if inp.step.channel == Channel.email:
                 message_id = self.email.send(inp)
@@ -69,5 +72,8 @@ class NotifyActivities:
         with self.sessions.begin() as session:
             row = session.get_one(NotificationAttempt, row_id)
             row.status, row.provider_message_id, row.error, row.finished_at = status, provider_message_id, error, utcnow()
-            NOTIFICATIONS.labels(channel=row.channel, status=status).inc()
-        log.info("notification", incident=f"INC-{row.incident_number}", channel=row.channel, status=status, error=error)
+        NOTIFICATIONS.labels(channel=row.channel, status=status).inc()
+        log.info(
+            "notification finished", incident=f"INC-{row.incident_number}", workflow_id=f"INC-{row.incident_number}",
+            channel=row.channel, status=status, error=error,
+        )

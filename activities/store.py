@@ -57,7 +57,10 @@ class StoreActivities:
         for entry in fresh:
             if entry.kind in COUNTED_KINDS:
                 TRANSITIONS.labels(to=entry.kind).inc()
-        log.info("incident projected", incident=f"INC-{inp.number}", status=inp.status.value, entries=len(fresh))
+        log.info(
+            "incident projected", incident=f"INC-{inp.number}", workflow_id=activity.info().workflow_id,
+            status=inp.status.value, entries=len(fresh),
+        )
 
     @activity.defn
     def release_group(self, inp: ReleaseGroupInput) -> None:
@@ -68,4 +71,7 @@ class StoreActivities:
                     IncidentGroup.group_key == inp.group_key, IncidentGroup.incident_number == inp.number
                 )
             )
-        log.info("group released", incident=f"INC-{inp.number}", group_key=inp.group_key)
+        log.info(
+            "group released", incident=f"INC-{inp.number}", workflow_id=activity.info().workflow_id,
+            group_key=inp.group_key,
+        )

@@ -82,7 +82,7 @@ async def test_ack_waits_for_in_flight_page_and_nothing_starts_after(
     sessions: sessionmaker[Session], settings: Settings,
 ) -> None:
     sms = BlockingSms()
-    with ThreadPoolExecutor(max_workers=10) as executor:
+    with ThreadPoolExecutor(max_workers=20) as executor:
         async with build_worker(client, settings, sessions, executor, sms=sms):
             number = await trigger(api, keys)
             handle = handle_of(client, number)
