@@ -48,7 +48,7 @@ class ConsoleProvider:
     def send(self, inp: NotifyInput, text: str) -> str:
         message_id = f"console-{uuid.uuid4().hex[:12]}"
         log.warning(
-            f"{self.channel.upper()} to {inp.step.target}: {text}",
+            f"{self.channel.upper()} to {mask_target(inp.step.target)}: {text}",
             channel=self.channel,
             target=mask_target(inp.step.target),
             incident=f"INC-{inp.number}",

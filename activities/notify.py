@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -39,15 +40,23 @@ class NotifyActivities:
             else:
                 message_id = self.phones[inp.step.channel].send(inp, short_text(inp))
         except PermanentDeliveryError as err:
-            self._finish(row_id, "failed", error=str(err))
+            self._finish(inp, row_id, "failed", error=str(err))
             raise ApplicationError(str(err), type="PermanentDeliveryError", non_retryable=True) from err
         except OSError as err:  # connection refused, timeouts, SMTP transient errors
-            self._finish(row_id, "failed", error=f"{type(err).__name__}: {err}")
+            self._finish(inp, row_id, "failed", error=f"{type(err).__name__}: {err}")
             raise
-        self._finish(row_id, "sent", provider_message_id=message_id)
+        self._finish(inp, row_id, "sent", provider_message_id=message_id)
         return NotifyResult(status="sent", provider_message_id=message_id)
 
-    def _start(self, inp: NotifyInput, attempt: int, provider: str) -> int:
+    def _start(self, inp: NotifyInput, attempt: int, provider: str) -> int | None:
+        """Log the attempt; a DB outage costs the log entry, never the page."""
+        try:
+            return self._insert_attempt(inp, attempt, provider)
+        except SQLAlchemyError as err:
+            log.error("notification log unavailable; paging anyway", incident=f"INC-{inp.number}", error=str(err))
+            return None
+
+    def _insert_attempt(self, inp: NotifyInput, attempt: int, provider: str) -> int:
         with self.sessions.begin() as session:
             existing = session.scalar(
                 select(NotificationAttempt).where(
@@ -68,12 +77,21 @@ class NotifyActivities:
             session.flush()
             return row.id
 
-    def _finish(self, row_id: int, status: str, *, provider_message_id: str | None = None, error: str | None = None) -> None:
-        with self.sessions.begin() as session:
-            row = session.get_one(NotificationAttempt, row_id)
-            row.status, row.provider_message_id, row.error, row.finished_at = status, provider_message_id, error, utcnow()
-        NOTIFICATIONS.labels(channel=row.channel, status=status).inc()
+    def _finish(
+        self, inp: NotifyInput, row_id: int | None, status: str, *, provider_message_id: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        NOTIFICATIONS.labels(channel=inp.step.channel.value, status=status).inc()
         log.info(
-            "notification finished", incident=f"INC-{row.incident_number}", workflow_id=f"INC-{row.incident_number}",
-            channel=row.channel, status=status, error=error,
+            "notification finished", incident=f"INC-{inp.number}", workflow_id=f"INC-{inp.number}",
+            channel=inp.step.channel.value, status=status, provider_message_id=provider_message_id, error=error,
         )
+        if row_id is None:
+            return
+        try:
+            with self.sessions.begin() as session:
+                row = session.get_one(NotificationAttempt, row_id)
+                row.status, row.provider_message_id, row.error = status, provider_message_id, error
+                row.finished_at = utcnow()
+        except SQLAlchemyError as err:
+            log.error("notification log unavailable", incident=f"INC-{inp.number}", error=str(err))

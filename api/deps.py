@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateRPCTimeoutOrCancelledError
 
 from api.errors import ApiError
 from vigil.logging import get_logger
@@ -21,6 +21,7 @@ from vigil.settings import Settings
 from vigil.temporal import connect
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -45,6 +46,18 @@ class AppState:
                     log.warning("temporal unreachable", address=self.settings.temporal.address, error=str(err))
                     raise temporal_unavailable() from err
         return self.temporal
+
+
+async def within_deadline(state: AppState, call: Awaitable[T]) -> T:
+    """Bound a workflow call: with no worker running an update would wait forever; answer 503 instead."""
+    try:
+        return await asyncio.wait_for(call, timeout=state.settings.temporal.update_timeout_seconds)
+    except (asyncio.TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        log.warning("workflow did not answer in time", timeout_s=state.settings.temporal.update_timeout_seconds)
+        raise ApiError(
+            503, "workflow_timeout", "the incident workflow did not answer in time (is a worker running?); retry",
+            headers={"Retry-After": "5"},
+        ) from None
 
 
 def temporal_unavailable() -> ApiError:

@@ -10,6 +10,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.service import RPCError
+
 from api.deps import StateDep
 from api.errors import ApiError
 
@@ -31,20 +36,35 @@ def _db_ok(state: StateDep) -> str:
         return f"error: {type(err).__name__}"
 
 
-async def _temporal_ok(state: StateDep) -> str:
+async def _temporal_checks(state: StateDep) -> dict[str, str]:
+    """Temporal reachable, and (informational) whether any worker polls Vigil's task queue."""
     try:
         client = await state.temporal_client()
         await asyncio.wait_for(client.service_client.check_health(), timeout=3)
-        return "ok"
-    except (ApiError, RuntimeError, OSError, asyncio.TimeoutError) as err:
-        return f"error: {type(err).__name__}"
+        described = await asyncio.wait_for(
+            client.workflow_service.describe_task_queue(
+                DescribeTaskQueueRequest(
+                    namespace=client.namespace,
+                    task_queue=TaskQueue(name=state.settings.temporal.task_queue),
+                    task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+                )
+            ),
+            timeout=3,
+        )
+    except (ApiError, RPCError, RuntimeError, OSError, asyncio.TimeoutError) as err:
+        return {"temporal": f"error: {type(err).__name__}", "worker": "unknown"}
+    return {"temporal": "ok", "worker": "ok" if described.pollers else "error: no worker polling the task queue"}
 
 
 @router.get("/readyz")
 async def readyz(state: StateDep) -> JSONResponse:
-    """200 when the database and Temporal both answer; 503 with the failing check otherwise."""
-    checks = {"database": await asyncio.to_thread(_db_ok, state), "temporal": await _temporal_ok(state)}
-    ok = all(v == "ok" for v in checks.values())
+    """200 when the database and Temporal answer; 503 with the failing check otherwise.
+
+    `worker` is reported but does not gate readiness: without a worker the API still stores alerts
+    (and answers 503 so senders retry), which is the right behaviour during a worker deploy.
+    """
+    checks = {"database": await asyncio.to_thread(_db_ok, state), **await _temporal_checks(state)}
+    ok = checks["database"] == "ok" and checks["temporal"] == "ok"
     return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import Keys
 from tests.flows import trigger
-from tests.helpers import pd_event
+from tests.helpers import eventually, pd_event
 
 
 def assert_error(resp: httpx.Response, status: int, code: str) -> dict:
@@ -107,8 +107,14 @@ async def test_list_filters(api: httpx.AsyncClient, worker: None, keys: Keys) ->
 
 async def test_health_ready_metrics_openapi(api: httpx.AsyncClient, worker: None, keys: Keys) -> None:
     assert (await api.get("/healthz")).json() == {"status": "ok"}
-    ready = await api.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok", "temporal": "ok"}
+
+    async def ready() -> dict:
+        resp = await api.get("/readyz")
+        assert resp.status_code == 200
+        return resp.json()["checks"] if resp.json()["checks"]["worker"] == "ok" else {}
+
+    # The worker has just started: Temporal sees its poller within a moment.
+    assert await eventually(ready) == {"database": "ok", "temporal": "ok", "worker": "ok"}
 
     await trigger(api, keys)
     metrics = (await api.get("/metrics")).text
@@ -148,3 +154,21 @@ async def test_temporal_down_answers_503_and_keeps_the_alert(
         assert (await http.get("/api/v1/incidents", headers=keys.auth(keys.admin))).status_code == 200
     with sessions() as session:
         assert session.scalar(select(AlertRow.fingerprint).where(AlertRow.delivered_status.is_(None))) == "kept"
+
+
+async def test_no_worker_answers_503_within_the_deadline(settings, keys: Keys, client, sessions) -> None:  # noqa: ANN001
+    """A worker deploy gap must not hang senders: 503 after the update deadline, alert kept."""
+    from sqlalchemy import select
+
+    from api.main import create_app
+    from vigil.models import AlertRow
+
+    quick = settings.model_copy(update={"temporal": settings.temporal.model_copy(update={"update_timeout_seconds": 1})})
+    app = create_app(quick, client)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://vigil.test") as http:
+        ready = await http.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["checks"]["worker"].startswith("error")
+        err = assert_error(await http.post("/v2/enqueue", json=pd_event(keys.integration, "waiting")), 503, "workflow_timeout")
+        assert "worker" in err["message"]
+    with sessions() as session:
+        assert session.scalar(select(AlertRow.fingerprint).where(AlertRow.delivered_status.is_(None))) == "waiting"

@@ -128,3 +128,20 @@ async def test_no_page_starts_after_ack_returned_even_when_racing_the_timer(
     started = [a.started_at for a in attempts(sessions, number)]
     assert all(at <= acked_at for at in started), (started, acked_at)
     assert all(a.status == "sent" for a in attempts(sessions, number))
+
+
+async def test_pages_go_out_while_the_workers_database_is_down(
+    api: httpx.AsyncClient, keys: Keys, client: Client, inbox: Inbox, settings: Settings,
+) -> None:
+    """The notification log is best effort: a DB outage costs log rows, never the page."""
+    from sqlalchemy import create_engine
+
+    from tests.conftest import free_port
+    from vigil.db import session_factory
+
+    dead = create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none", connect_args={"connect_timeout": 1})
+    with ThreadPoolExecutor(max_workers=20) as executor:
+        async with build_worker(client, settings, session_factory(dead), executor):
+            number = await trigger(api, keys)
+            await eventually(lambda: len(inbox.for_incident(number)) == 1)
+    dead.dispose()

@@ -44,6 +44,9 @@ class TemporalSettings(BaseSettings):
     namespace: str = "default"
     task_queue: str = "vigil"
     ui_url: str = Field(default="http://127.0.0.1:8233", description="Base URL of the Temporal Web UI, for links.")
+    update_timeout_seconds: float = Field(
+        default=15.0, gt=0, description="How long the API waits for a workflow to answer before replying 503."
+    )
 
 
 class SmtpSettings(BaseSettings):

@@ -72,6 +72,7 @@ class IncidentWorkflow:
         self._notifying = 0
         self._inflight: workflow.ActivityHandle[object] | None = None
         self._ladder: asyncio.Task[None] | None = None
+        self._projecting = False
         self._closing = False
 
     # --- run loop -------------------------------------------------------------------------
@@ -80,6 +81,8 @@ class IncidentWorkflow:
     async def run(self, inp: IncidentInput) -> IncidentResult:
         if inp.state is None:
             self._record("triggered", SOURCE, f"Incident opened: {self.s.title}")
+        # Projection runs beside the incident, never in its way: a database outage delays the rows, not the pages.
+        projector = asyncio.create_task(self._project_forever())
         if self.s.policy is None:
             self.s.policy = await workflow.execute_activity_method(
                 StoreActivities.load_escalation_policy,
@@ -88,16 +91,14 @@ class IncidentWorkflow:
                 retry_policy=STORE_RETRY,
                 summary="freeze escalation policy",
             )
-        while True:
-            await self._flush()
+        while self.s.status != S.closed:
             self._show_details()
-            if self.s.status == S.closed:
-                break
             if self._ladder_idle() and workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                await self._flush()
+                await self._drain(projector)
                 workflow.continue_as_new(self.inp.model_copy(update={"state": self.s}))
             await self._wait_in(self.s.status)
+        self._show_details()
         await workflow.execute_activity_method(
             StoreActivities.release_group,
             ReleaseGroupInput(number=self.s.number, group_key=self.s.group_key),
@@ -106,18 +107,38 @@ class IncidentWorkflow:
             summary="release group key",
         )
         await workflow.wait_condition(workflow.all_handlers_finished)
-        await self._flush()
+        await self._drain(projector)
         return IncidentResult(number=self.s.number, status=self.s.status)
 
+    async def _project_forever(self) -> None:
+        while True:
+            await workflow.wait_condition(lambda: bool(self._pending))
+            self._projecting = True
+            try:
+                await self._flush()
+            finally:
+                self._projecting = False
+
+    async def _drain(self, projector: asyncio.Task[None]) -> None:
+        """Wait until every timeline entry is projected (and surface a projector bug, if any)."""
+        await workflow.wait_condition(lambda: projector.done() or not (self._pending or self._projecting))
+        if projector.done():
+            await projector
+
     async def _wait_in(self, status: IncidentStatus) -> None:
-        """Wait until the status changes or there is something to project."""
-        changed = lambda: self.s.status != status or bool(self._pending)  # noqa: E731
+        """Wait until the status changes."""
+        changed = lambda: self.s.status != status  # noqa: E731
         if status == S.triggered:
             # One ladder per round: an exhausted ladder is not restarted, a reopen starts a new round.
             if self._ladder_idle() and self.s.ladder_started_round != self.s.ladder_round:
                 self.s.ladder_started_round = self.s.ladder_round
                 self._ladder = asyncio.create_task(self._run_ladder())
-            await workflow.wait_condition(changed)
+            ladder = self._ladder
+            await workflow.wait_condition(lambda: changed() or (ladder is not None and ladder.done()))
+            if ladder is not None and ladder.done():
+                self._ladder = None
+                # Surface a ladder bug as a failed workflow task (retried, visible in the UI), never a silent stop.
+                await ladder
         elif status == S.acknowledged:
             await workflow.wait_condition(changed)
         elif status == S.resolved:
@@ -267,6 +288,7 @@ class IncidentWorkflow:
             if alert.status == AlertStatus.firing and alert.severity.rank < self.s.severity.rank:
                 self.s.severity = alert.severity
                 workflow.upsert_search_attributes([sa.SEVERITY.value_set(self.s.severity.value)])
+                self._record("severity", SOURCE, f"Severity raised to {alert.severity.value} by: {alert.summary}")
         if refired and self.s.status == S.resolved:
             self.s.reopen_count += 1
             self.s.ladder_round += 1
@@ -325,8 +347,6 @@ class IncidentWorkflow:
 
     async def _flush(self) -> None:
         """Project the incident row and new timeline entries to the DB (idempotent by seq)."""
-        if not self._pending:
-            return
         entries, self._pending = self._pending, []
         s = self.s
         await workflow.execute_activity_method(

@@ -10,7 +10,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import Responder, SessionDep, StateDep, TemporalDep, Viewer, Principal
+from api.deps import Principal, Responder, SessionDep, StateDep, TemporalDep, Viewer, within_deadline
 from api.errors import ERROR_RESPONSES, ApiError
 from api.incidents import service
 from api.incidents.schemas import AcknowledgeRequest, IncidentDetail, IncidentList, ResolveRequest
@@ -75,7 +75,7 @@ async def _transition(state, client, ref: str, name: str, update, inp) -> Incide
     current = await asyncio.to_thread(_current_status, state, number)  # 404 before touching Temporal
     handle = client.get_workflow_handle(workflow_id(number))
     try:
-        await handle.execute_update(update, inp)
+        await within_deadline(state, handle.execute_update(update, inp))
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         if isinstance(cause, ApplicationError) and cause.type == "InvalidTransition":
@@ -86,14 +86,20 @@ async def _transition(state, client, ref: str, name: str, update, inp) -> Incide
             raise ApiError(422, "validation_error", cause.message) from err
         raise
     except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:  # the workflow has completed: the incident is closed
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        if current == "closed":  # the workflow has completed
             API_TRANSITIONS.labels(transition=name, outcome="refused").inc()
             raise ApiError(
-                409, "invalid_transition", f"cannot {name} an incident that is {current}", {"current_status": current}
+                409, "invalid_transition", f"cannot {name} an incident that is closed", {"current_status": current}
             ) from err
-        raise
+        # Stored while Temporal was unreachable; its workflow starts when its alerts are redelivered.
+        raise ApiError(
+            503, "incident_not_started", f"INC-{number} has no running workflow yet; retry shortly",
+            headers={"Retry-After": "5"},
+        ) from err
     API_TRANSITIONS.labels(transition=name, outcome="ok").inc()
-    live = await handle.query(IncidentWorkflow.state)
+    live = await within_deadline(state, handle.query(IncidentWorkflow.state))
     log.info(f"incident {name}d", incident=f"INC-{number}", workflow_id=handle.id, actor=inp.actor.label())
     return await asyncio.to_thread(_detail, state, number, live)
 

@@ -12,7 +12,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import AppState, IntegrationInfo
+from api.deps import AppState, IntegrationInfo, within_deadline
 from api.errors import ApiError
 from api.ingest import store
 from vigil import search_attributes as sa
@@ -151,8 +151,11 @@ async def _send(
         static_details=_static_details(incident, lead, integration, s.core.public_url),
     )
     try:
-        await client.execute_update_with_start_workflow(
-            IncidentWorkflow.add_alerts, AddAlertsInput(alerts=alerts), start_workflow_operation=start
+        await within_deadline(
+            state,
+            client.execute_update_with_start_workflow(
+                IncidentWorkflow.add_alerts, AddAlertsInput(alerts=alerts), start_workflow_operation=start
+            ),
         )
     except WorkflowUpdateFailedError as err:
         if isinstance(err.cause, ApplicationError) and err.cause.type == "IncidentClosed":
@@ -174,8 +177,11 @@ async def resolve_by_dedup_key(state: AppState, integration: IntegrationInfo, de
     number, alert = found
     client = await state.temporal_client()
     try:
-        await client.get_workflow_handle(workflow_id(number)).execute_update(
-            IncidentWorkflow.add_alerts, AddAlertsInput(alerts=[alert])
+        await within_deadline(
+            state,
+            client.get_workflow_handle(workflow_id(number)).execute_update(
+                IncidentWorkflow.add_alerts, AddAlertsInput(alerts=[alert])
+            ),
         )
     except WorkflowUpdateFailedError as err:
         if isinstance(err.cause, ApplicationError) and err.cause.type == "IncidentClosed":
@@ -198,8 +204,11 @@ async def acknowledge_by_dedup_key(state: AppState, integration: IntegrationInfo
     client = await state.temporal_client()
     actor = Actor(kind=ActorKind.source, name=integration.name)
     try:
-        await client.get_workflow_handle(workflow_id(number)).execute_update(
-            IncidentWorkflow.acknowledge, AcknowledgeInput(actor=actor, note=f"Acknowledged by {integration.name}")
+        await within_deadline(
+            state,
+            client.get_workflow_handle(workflow_id(number)).execute_update(
+                IncidentWorkflow.acknowledge, AcknowledgeInput(actor=actor, note=f"Acknowledged by {integration.name}")
+            ),
         )
     except WorkflowUpdateFailedError as err:
         if not (isinstance(err.cause, ApplicationError) and err.cause.type == "InvalidTransition"):
