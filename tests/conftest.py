@@ -31,6 +31,7 @@ from vigil.db import create_db_engine, session_factory
 from vigil.models import Base
 from vigil.security import Role
 from vigil.settings import CoreSettings, EscalationSettings, Settings, SmtpSettings, TemporalSettings, WorkerSettings
+from tests.helpers import eventually
 from worker import build_worker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -179,6 +180,23 @@ async def api(settings: Settings, client: Client) -> AsyncIterator[httpx.AsyncCl
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://vigil.test", timeout=60) as http:
         yield http
+
+
+@pytest.fixture
+async def live_api(settings: Settings, client: Client) -> AsyncIterator[str]:
+    """The app served by a real uvicorn on a free 127.0.0.1 port, for senders that need TCP (Alertmanager)."""
+    import asyncio
+
+    import uvicorn
+
+    app = create_app(settings, client)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    await eventually(lambda: server.started, timeout=10)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await task
 
 
 @dataclass(frozen=True)

@@ -172,3 +172,12 @@ async def test_no_worker_answers_503_within_the_deadline(settings, keys: Keys, c
         assert "worker" in err["message"]
     with sessions() as session:
         assert session.scalar(select(AlertRow.fingerprint).where(AlertRow.delivered_status.is_(None))) == "waiting"
+
+
+async def test_real_http_server(live_api: str, worker: None, keys: Keys) -> None:
+    """The same app over a real socket (uvicorn), as Alertmanager and curl reach it."""
+    async with httpx.AsyncClient(base_url=live_api) as http:
+        resp = await http.post("/v2/enqueue", json=pd_event(keys.integration, "tcp-1"))
+        assert resp.status_code == 202, resp.text
+        listed = await http.get("/api/v1/incidents", headers=keys.auth(keys.viewer))
+        assert listed.json()["total"] == 1
