@@ -88,5 +88,5 @@ def install_error_handlers(app: FastAPI) -> None:
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": name.replace("_", " ")}
     for code, name in STATUS_CODES.items()
-    if code in (401, 403, 404, 409, 422, 503)
+    if code in (401, 403, 404, 409, 413, 422, 503)
 }

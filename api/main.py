@@ -11,6 +11,8 @@ from temporalio.client import Client
 from api import health
 from api.deps import AppState
 from api.errors import install_error_handlers
+from api.limits import BodySizeLimit
+from api.alerts.router import router as alerts_router
 from api.incidents.router import router as incidents_router
 from api.ingest.router import router as ingest_router
 from vigil.db import create_db_engine, session_factory
@@ -41,10 +43,12 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         engine.dispose()
 
     app = FastAPI(title="Vigil", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_body_bytes)
     app.state.vigil = state
     install_error_handlers(app)
     app.include_router(ingest_router)
     app.include_router(incidents_router)
+    app.include_router(alerts_router)
     app.include_router(health.router)
     return app
 

@@ -83,6 +83,10 @@ class ApiSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0, description="Larger request bodies get 413.")
+    max_alerts_per_request: int = Field(
+        default=1000, gt=0, description="More alerts in one webhook get 413 (set Alertmanager's max_alerts below it)."
+    )
 
 
 class WorkerSettings(BaseSettings):

@@ -9,14 +9,14 @@ import json
 from fastapi import APIRouter, status
 
 from api.deps import BearerDep, StateDep, integration_by_key
-from api.errors import ERROR_RESPONSES
+from api.errors import ERROR_RESPONSES, ApiError
 from api.ingest import service
 from api.ingest.schemas import AlertmanagerWebhook, IngestResponse, PagerDutyEvent, PagerDutyResponse
 from api.metrics import ALERTS_INGESTED, INGEST_REQUESTS
 from vigil.logging import get_logger
 from vigil.normalize import from_alertmanager, from_pagerduty
 
-router = APIRouter(tags=["ingestion"], responses={k: ERROR_RESPONSES[k] for k in (401, 422, 503)})
+router = APIRouter(tags=["ingestion"], responses={k: ERROR_RESPONSES[k] for k in (401, 413, 422, 503)})
 log = get_logger(__name__)
 
 
@@ -69,6 +69,13 @@ def _derived_dedup_key(event: PagerDutyEvent) -> str:
 async def alertmanager(body: AlertmanagerWebhook, state: StateDep, creds: BearerDep) -> IngestResponse:
     """Alertmanager webhook v4 with `Authorization: Bearer <integration key>`."""
     integration = await asyncio.to_thread(_integration, state, creds.credentials if creds else None)
+    cap = state.settings.api.max_alerts_per_request
+    if len(body.alerts) > cap:
+        INGEST_REQUESTS.labels(endpoint="alertmanager", status="413").inc()
+        raise ApiError(
+            413, "payload_too_large", f"{len(body.alerts)} alerts in one request; the limit is {cap} "
+            "(set `max_alerts` in Alertmanager's webhook_config)", {"alerts": len(body.alerts), "limit": cap},
+        )
     alerts = [from_alertmanager(a.model_dump(), body.commonLabels, body.externalURL) for a in body.alerts]
     result = await service.ingest(state, integration, alerts)
     _count("alertmanager", result.outcomes)

@@ -7,8 +7,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-MAX_ALERTS_PER_REQUEST = 1000
-
 
 class PagerDutyPayload(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -76,7 +74,7 @@ class AlertmanagerWebhook(BaseModel):
     commonLabels: dict[str, str] = Field(default_factory=dict)
     commonAnnotations: dict[str, str] = Field(default_factory=dict)
     externalURL: str | None = None
-    alerts: list[AlertmanagerAlert] = Field(min_length=1, max_length=MAX_ALERTS_PER_REQUEST)
+    alerts: list[AlertmanagerAlert] = Field(min_length=1)
 
 
 class IngestResponse(BaseModel):

@@ -1,0 +1,1 @@
+"""Alerts: every alert Vigil accepted, with its counts and first/last seen."""
