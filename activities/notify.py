@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
@@ -58,21 +57,11 @@ class NotifyActivities:
 
     def _insert_attempt(self, inp: NotifyInput, attempt: int, provider: str) -> int:
         with self.sessions.begin() as session:
-            existing = session.scalar(
-                select(NotificationAttempt).where(
-                    NotificationAttempt.idempotency_key == inp.idempotency_key, NotificationAttempt.attempt == attempt
-                )
+            row = NotificationAttempt(
+                incident_number=inp.number, idempotency_key=inp.idempotency_key, attempt=attempt,
+                step=inp.step.name, channel=inp.step.channel.value, target=inp.step.target, provider=provider,
+                status="sending", started_at=utcnow(),
             )
-            row = existing or NotificationAttempt(
-                incident_number=inp.number, idempotency_key=inp.idempotency_key, attempt=attempt
-            )
-            row.step, row.channel, row.target, row.provider = (
-                inp.step.name,
-                inp.step.channel.value,
-                inp.step.target,
-                provider,
-            )
-            row.status, row.started_at, row.finished_at, row.error = "sending", utcnow(), None, None
             session.add(row)
             session.flush()
             return row.id

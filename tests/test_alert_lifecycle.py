@@ -175,3 +175,37 @@ async def test_fifty_concurrent_requests_for_a_new_group_make_one_incident(
     await eventually(one_workflow)
     state = await handle_of(client, number).query(IncidentWorkflow.state)
     assert len(state.alerts) == 50
+
+
+async def test_ten_thousand_repeats_do_not_grow_the_history(
+    api: httpx.AsyncClient, worker: None, keys: Keys, client: Client, inbox: Inbox,
+    sessions: sessionmaker[Session],
+) -> None:
+    """Repeats end in the database: one upsert each, no workflow message."""
+    first = am_body(FIRING)
+    await post_alertmanager(api, keys.integration, first)
+    number = incident_row_number(sessions)
+    handle = handle_of(client, number)
+    await eventually(lambda: [a.status for a in attempts(sessions, number)] == ["sent"])
+    await eventually(lambda: "alert" in timeline(sessions, number))
+
+    async def quiet_history_length() -> int:  # the email and projections have settled
+        n = len((await handle.fetch_history()).events)
+        return n if n == len((await handle.fetch_history()).events) and not await _pending_activities(handle) else 0
+
+    before = await eventually(quiet_history_length)
+    batch = am_body(FIRING)
+    batch["alerts"] = batch["alerts"] * 100  # 100 repeats per request, as a storm re-sends them
+    for _ in range(10):
+        results = await asyncio.gather(*(post_alertmanager(api, keys.integration, batch) for _ in range(10)))
+        assert all(r["outcomes"] == {"repeat": 100} for r in results), results[0]
+    after = len((await handle.fetch_history()).events)
+    assert after - before <= 10, (before, after)
+    with sessions() as session:
+        [row] = session.scalars(select(AlertRow).where(AlertRow.incident_number == number))
+    assert row.count == 1 + 10_000
+    assert len(inbox.for_incident(number)) == 1
+
+
+async def _pending_activities(handle) -> int:  # noqa: ANN001
+    return len((await handle.describe()).raw_description.pending_activities)

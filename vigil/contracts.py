@@ -194,7 +194,9 @@ class IncidentState(BaseModel):
     current_step: str | None = None
     next_escalation_at: datetime | None = None
     ladder_round: int = 0
-    ladder_started_round: int = -1
+    # Next rung of the current round and when it is due (None: now). Carried across continue-as-new,
+    # so a new run resumes the ladder mid-wait instead of restarting it.
+    ladder_step: int = 0
     timeline_seq: int = 0
     policy: EscalationPolicy | None = None
 

@@ -160,8 +160,9 @@ class TimelineEvent(Base):
 
 
 class NotificationAttempt(Base):
+    """One row per send attempt, never updated into another: a page sent twice must show twice."""
+
     __tablename__ = "notification_attempts"
-    __table_args__ = (UniqueConstraint("idempotency_key", "attempt"),)
 
     id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
     incident_number: Mapped[int] = mapped_column(ForeignKey("incidents.number"), index=True)

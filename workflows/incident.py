@@ -74,6 +74,7 @@ class IncidentWorkflow:
         self._ladder: asyncio.Task[None] | None = None
         self._projecting = False
         self._closing = False
+        self._continuing = False
 
     # --- run loop -------------------------------------------------------------------------
 
@@ -93,10 +94,8 @@ class IncidentWorkflow:
             )
         while self.s.status != S.closed:
             self._show_details()
-            if self._ladder_idle() and workflow.info().is_continue_as_new_suggested():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                await self._drain(projector)
-                workflow.continue_as_new(self.inp.model_copy(update={"state": self.s}))
+            if workflow.info().is_continue_as_new_suggested():
+                await self._continue_as_new(projector)
             await self._wait_in(self.s.status)
         self._show_details()
         await workflow.execute_activity_method(
@@ -119,6 +118,17 @@ class IncidentWorkflow:
             finally:
                 self._projecting = False
 
+    async def _continue_as_new(self, projector: asyncio.Task[None]) -> None:
+        """Hand the state to a fresh run once the ladder is between rungs and every message is handled."""
+        self._continuing = True  # the ladder stops at its next wait; its position is in self.s
+        await workflow.wait_condition(self._ladder_idle)
+        while True:
+            await self._drain(projector)
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            if not self._pending:
+                break
+        workflow.continue_as_new(self.inp.model_copy(update={"state": self.s}))
+
     async def _drain(self, projector: asyncio.Task[None]) -> None:
         """Wait until every timeline entry is projected (and surface a projector bug, if any)."""
         await workflow.wait_condition(lambda: projector.done() or not (self._pending or self._projecting))
@@ -126,12 +136,12 @@ class IncidentWorkflow:
             await projector
 
     async def _wait_in(self, status: IncidentStatus) -> None:
-        """Wait until the status changes."""
-        changed = lambda: self.s.status != status  # noqa: E731
+        """Wait until the status changes (or Temporal suggests continue-as-new)."""
+        changed = lambda: self.s.status != status or workflow.info().is_continue_as_new_suggested()  # noqa: E731
         if status == S.triggered:
             # One ladder per round: an exhausted ladder is not restarted, a reopen starts a new round.
-            if self._ladder_idle() and self.s.ladder_started_round != self.s.ladder_round:
-                self.s.ladder_started_round = self.s.ladder_round
+            assert self.s.policy is not None
+            if self._ladder_idle() and self.s.ladder_step < len(self.s.policy.steps):
                 self._ladder = asyncio.create_task(self._run_ladder())
             ladder = self._ladder
             await workflow.wait_condition(lambda: changed() or (ladder is not None and ladder.done()))
@@ -161,36 +171,37 @@ class IncidentWorkflow:
         return self._ladder is None or self._ladder.done()
 
     async def _run_ladder(self) -> None:
+        """Run the rungs from `ladder_step`, waiting until each is due; resumable after continue-as-new."""
         assert self.s.policy is not None
         steps = self.s.policy.steps
-        for index, step in enumerate(steps):
-            # Checked right before each step: once an ack has been accepted, nothing new is scheduled.
+        while self.s.ladder_step < len(steps) and self.s.status == S.triggered and not self._continuing:
+            index = self.s.ladder_step
+            step = steps[index]
+            due = self.s.next_escalation_at
+            if due is not None and due > workflow.now():
+                self._show_details()
+                try:
+                    await workflow.wait_condition(
+                        lambda: self.s.status != S.triggered or self._continuing,
+                        timeout=due - workflow.now(),
+                        timeout_summary=f"wait {human_duration(due - workflow.now())} for ack before {step.name}",
+                    )
+                    return
+                except asyncio.TimeoutError:
+                    pass
+            # Checked right before each rung: once an ack has been accepted, nothing new is scheduled.
             if self.s.status != S.triggered:
                 return
             self.s.current_step = f"{step.name} ({step.channel.value} → {mask_target(step.target)})"
             self.s.next_escalation_at = None
             self._show_details()
             await self._notify(index, step)
-            if self.s.status != S.triggered:
-                return
-            if index == len(steps) - 1:
-                self.s.current_step = f"ladder exhausted after {step.name}"
-                self._show_details()
-                return
-            nxt = steps[index + 1]
-            if step.wait_seconds == 0:
-                continue
-            self.s.next_escalation_at = workflow.now() + step.wait
+            self.s.ladder_step = index + 1
+            if index + 1 < len(steps) and step.wait_seconds:
+                self.s.next_escalation_at = workflow.now() + step.wait
+        if self.s.ladder_step >= len(steps) and self.s.status == S.triggered:
+            self.s.current_step = f"ladder exhausted after {steps[-1].name}"
             self._show_details()
-            try:
-                await workflow.wait_condition(
-                    lambda: self.s.status != S.triggered,
-                    timeout=step.wait,
-                    timeout_summary=f"wait {human_duration(step.wait)} for ack before {nxt.name}",
-                )
-                return
-            except asyncio.TimeoutError:
-                continue
 
     async def _notify(self, index: int, step: EscalationStep) -> None:
         key = idempotency_key(self.s.number, self.s.ladder_round, index, step)
@@ -292,6 +303,7 @@ class IncidentWorkflow:
         if refired and self.s.status == S.resolved:
             self.s.reopen_count += 1
             self.s.ladder_round += 1
+            self.s.ladder_step, self.s.next_escalation_at = 0, None
             self.s.resolved_at = self.s.resolved_by = self.s.resolution = None
             self._transition(Transition.reopen, SOURCE, "Reopened: an alert fired again within the reopen window")
             reopened = True
