@@ -11,14 +11,16 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.client import Client, WorkflowUpdateRPCTimeoutOrCancelledError
+from temporalio.client import Client
 
 from api.errors import ApiError
+from vigil.ingest.store import IntegrationInfo
 from vigil.logging import get_logger
 from vigil.models import ApiKey, Integration, User
 from vigil.security import Role, hash_key
 from vigil.settings import Settings
-from vigil.temporal import connect
+from vigil.ingest.delivery import Delivery
+from vigil.temporal import TemporalUnavailable, bounded, connect
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -44,26 +46,16 @@ class AppState:
                     self.temporal = await asyncio.wait_for(connect(self.settings.temporal), timeout=5)
                 except (RuntimeError, OSError, asyncio.TimeoutError) as err:
                     log.warning("temporal unreachable", address=self.settings.temporal.address, error=str(err))
-                    raise temporal_unavailable() from err
+                    raise TemporalUnavailable(str(err)) from err
         return self.temporal
 
+    @property
+    def delivery(self) -> Delivery:
+        return Delivery(self.sessions, self.settings, self.temporal_client)
 
-async def within_deadline(state: AppState, call: Awaitable[T]) -> T:
-    """Bound a workflow call: with no worker running an update would wait forever; answer 503 instead."""
-    try:
-        return await asyncio.wait_for(call, timeout=state.settings.temporal.update_timeout_seconds)
-    except (asyncio.TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
-        log.warning("workflow did not answer in time", timeout_s=state.settings.temporal.update_timeout_seconds)
-        raise ApiError(
-            503, "workflow_timeout", "the incident workflow did not answer in time (is a worker running?); retry",
-            headers={"Retry-After": "5"},
-        ) from None
-
-
-def temporal_unavailable() -> ApiError:
-    return ApiError(
-        503, "temporal_unavailable", "Temporal is unreachable; retry later", headers={"Retry-After": "5"}
-    )
+    async def bounded(self, call: Awaitable[T]) -> T:
+        """A workflow call with the API's deadline (503 `workflow_timeout` past it)."""
+        return await bounded(call, self.settings.temporal.update_timeout_seconds)
 
 
 def get_state(request: Request) -> AppState:
@@ -138,14 +130,6 @@ def require(role: Role):  # noqa: ANN201 - returns a dependency
 Viewer = Annotated[Principal, Depends(require(Role.viewer))]
 Responder = Annotated[Principal, Depends(require(Role.responder))]
 Admin = Annotated[Principal, Depends(require(Role.admin))]
-
-
-@dataclass(frozen=True)
-class IntegrationInfo:
-    id: int
-    name: str
-    kind: str
-    auto_resolve: bool
 
 
 def integration_by_key(session: Session, key: str | None) -> IntegrationInfo:

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
 from vigil.logging import get_logger
+from vigil.temporal import TemporalUnavailable, WorkflowTimeout
 
 log = get_logger(__name__)
 
@@ -69,6 +70,19 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = STATUS_CODES.get(exc.status_code, "error")
         return error_response(exc.status_code, code, str(exc.detail), None, getattr(exc, "headers", None))
+
+    @app.exception_handler(TemporalUnavailable)
+    async def _temporal_unavailable(_req: Request, exc: TemporalUnavailable) -> JSONResponse:
+        return error_response(503, "temporal_unavailable", "Temporal is unreachable; retry later",
+                              headers={"Retry-After": "5"})
+
+    @app.exception_handler(WorkflowTimeout)
+    async def _workflow_timeout(req: Request, exc: WorkflowTimeout) -> JSONResponse:
+        log.warning("workflow did not answer in time", path=req.url.path, error=str(exc))
+        return error_response(
+            503, "workflow_timeout", "the incident workflow did not answer in time (is a worker running?); retry",
+            headers={"Retry-After": "5"},
+        )
 
     @app.exception_handler(RPCError)
     async def _temporal(req: Request, exc: RPCError) -> JSONResponse:

@@ -16,7 +16,7 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.service import RPCError
 
 from api.deps import StateDep
-from api.errors import ApiError
+from vigil.temporal import TemporalUnavailable
 
 router = APIRouter(tags=["health"])
 
@@ -51,7 +51,7 @@ async def _temporal_checks(state: StateDep) -> dict[str, str]:
             ),
             timeout=3,
         )
-    except (ApiError, RPCError, RuntimeError, OSError, asyncio.TimeoutError) as err:
+    except (TemporalUnavailable, RPCError, RuntimeError, OSError, asyncio.TimeoutError) as err:
         return {"temporal": f"error: {type(err).__name__}", "worker": "unknown"}
     return {"temporal": "ok", "worker": "ok" if described.pollers else "error: no worker polling the task queue"}
 

@@ -60,6 +60,11 @@ class Actor(BaseModel):
         return f"{self.kind.value}:{self.name}"
 
 
+# Workflow and message names, shared by the workflow's decorators and by callers that address it by name.
+INCIDENT_WORKFLOW = "IncidentWorkflow"
+ADD_ALERTS = "add_alerts"
+ACKNOWLEDGE = "acknowledge"
+
 INCIDENT_ID_RE = re.compile(r"^(?:INC-)?([1-9][0-9]{0,17})$", re.IGNORECASE)
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from temporalio.client import Client
+import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from temporalio.client import Client, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from vigil.settings import TemporalSettings
@@ -12,3 +16,22 @@ async def connect(settings: TemporalSettings) -> Client:
     return await Client.connect(
         settings.address, namespace=settings.namespace, data_converter=pydantic_data_converter
     )
+
+
+T = TypeVar("T")
+
+
+class TemporalUnavailable(Exception):
+    """Temporal cannot be reached; callers answer 503 and keep what they stored."""
+
+
+class WorkflowTimeout(Exception):
+    """A workflow did not answer in time (typically: no worker is running)."""
+
+
+async def bounded(call: Awaitable[T], timeout: float) -> T:
+    """Bound a workflow update or query: with no worker it would otherwise wait forever."""
+    try:
+        return await asyncio.wait_for(call, timeout=timeout)
+    except (asyncio.TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        raise WorkflowTimeout(f"no answer within {timeout:g}s") from None

@@ -14,6 +14,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.store import StoreActivities
     from vigil import search_attributes as sa
     from vigil.contracts import (
+        ACKNOWLEDGE,
+        ADD_ALERTS,
+        INCIDENT_WORKFLOW,
         AcknowledgeInput,
         Actor,
         ActorKind,
@@ -54,7 +57,7 @@ def refused(err: InvalidTransition) -> ApplicationError:
     return ApplicationError(str(err), err.current.value, type="InvalidTransition", non_retryable=True)
 
 
-@workflow.defn
+@workflow.defn(name=INCIDENT_WORKFLOW)
 class IncidentWorkflow:
     @workflow.init
     def __init__(self, inp: IncidentInput) -> None:
@@ -248,7 +251,7 @@ class IncidentWorkflow:
 
     # --- messages -------------------------------------------------------------------------
 
-    @workflow.update
+    @workflow.update(name=ACKNOWLEDGE)
     async def acknowledge(self, inp: AcknowledgeInput) -> TransitionResult:
         previous = self.s.status
         try:
@@ -280,7 +283,7 @@ class IncidentWorkflow:
             raise ApplicationError("a resolution note is required", type="ResolutionRequired")
         self._validate(Transition.resolve)
 
-    @workflow.update
+    @workflow.update(name=ADD_ALERTS)
     def add_alerts(self, inp: AddAlertsInput) -> AddAlertsResult:
         new, reopened = 0, False
         refired = False

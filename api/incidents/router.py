@@ -10,7 +10,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import Principal, Responder, SessionDep, StateDep, TemporalDep, Viewer, within_deadline
+from api.deps import Principal, Responder, SessionDep, StateDep, TemporalDep, Viewer
 from api.errors import ERROR_RESPONSES, ApiError
 from api.incidents import service
 from api.incidents.schemas import AcknowledgeRequest, IncidentDetail, IncidentList, ResolveRequest
@@ -75,7 +75,7 @@ async def _transition(state, client, ref: str, name: str, update, inp) -> Incide
     current = await asyncio.to_thread(_current_status, state, number)  # 404 before touching Temporal
     handle = client.get_workflow_handle(workflow_id(number))
     try:
-        await within_deadline(state, handle.execute_update(update, inp))
+        await state.bounded(handle.execute_update(update, inp))
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         if isinstance(cause, ApplicationError) and cause.type == "InvalidTransition":
@@ -99,7 +99,7 @@ async def _transition(state, client, ref: str, name: str, update, inp) -> Incide
             headers={"Retry-After": "5"},
         ) from err
     API_TRANSITIONS.labels(transition=name, outcome="ok").inc()
-    live = await within_deadline(state, handle.query(IncidentWorkflow.state))
+    live = await state.bounded(handle.query(IncidentWorkflow.state))
     log.info(f"incident {name}d", incident=f"INC-{number}", workflow_id=handle.id, actor=inp.actor.label())
     return await asyncio.to_thread(_detail, state, number, live)
 

@@ -10,9 +10,18 @@ from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from api.deps import IntegrationInfo
 from vigil.contracts import Alert, AlertStatus, IncidentStatus, Severity
 from vigil.models import AlertRow, Incident, IncidentGroup, utcnow
+
+
+@dataclass(frozen=True)
+class IntegrationInfo:
+    """What ingestion needs to know about the sending integration."""
+
+    id: int
+    name: str
+    kind: str
+    auto_resolve: bool
 
 
 def _insert(session: Session, model: type):  # noqa: ANN202 - dialect-specific Insert

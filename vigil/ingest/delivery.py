@@ -1,0 +1,244 @@
+"""Deliver stored alerts to their incident's workflow with update-with-start; shared by the API and the
+outbox reconciler, so the two can never disagree on how an alert reaches an incident."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from vigil import search_attributes as sa
+from vigil.contracts import (
+    ACKNOWLEDGE,
+    ADD_ALERTS,
+    INCIDENT_WORKFLOW,
+    AcknowledgeInput,
+    Actor,
+    ActorKind,
+    AddAlertsInput,
+    AddAlertsResult,
+    Alert,
+    AlertStatus,
+    IncidentInput,
+    TransitionResult,
+    workflow_id,
+)
+from vigil.ingest import store
+from vigil.ingest.store import IntegrationInfo
+from vigil.logging import get_logger
+from vigil.models import Incident, Integration
+from vigil.normalize import alertname, group_key
+from vigil.settings import Settings
+from vigil.temporal import bounded
+
+log = get_logger(__name__)
+MAX_JOIN_ATTEMPTS = 3
+
+
+@dataclass
+class IngestResult:
+    incidents: list[int] = field(default_factory=list)
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+
+class IncidentClosedError(Exception):
+    """The group's incident stopped taking alerts between our read and our update."""
+
+
+class GroupKeptClosing(Exception):
+    """A group's incident closed under us on every attempt; the sender should retry."""
+
+
+def _lead(batch: Sequence[Alert]) -> Alert:
+    """The alert that names a new incident: the most severe firing one."""
+    firing = [a for a in batch if a.status == AlertStatus.firing] or list(batch)
+    return min(firing, key=lambda a: a.severity.rank)
+
+
+class Delivery:
+    def __init__(
+        self, sessions: sessionmaker[Session], settings: Settings, client: Callable[[], Awaitable[Client]]
+    ) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.client = client
+
+    def _bounded(self, call: Awaitable) -> Awaitable:  # noqa: ANN001
+        return bounded(call, self.settings.temporal.update_timeout_seconds)
+
+    # --- the API path ---------------------------------------------------------------------
+
+    async def ingest(self, integration: IntegrationInfo, alerts: Sequence[Alert]) -> IngestResult:
+        """Group the batch, then store and deliver each group. Stored first: if Temporal is down the
+        caller answers 503, and the alerts wait in the outbox for the sender's retry or the reconciler."""
+        groups: dict[str, list[Alert]] = defaultdict(list)
+        for alert in alerts:
+            groups[group_key(alert)].append(alert)
+        result = IngestResult()
+        for key, batch in groups.items():
+            number, outcomes = await self._deliver_group(integration, key, batch)
+            result.incidents.append(number)
+            result.outcomes.update(outcomes)
+        return result
+
+    async def _deliver_group(
+        self, integration: IntegrationInfo, key: str, batch: list[Alert]
+    ) -> tuple[int, Counter[str]]:
+        lead = _lead(batch)
+        for _ in range(MAX_JOIN_ATTEMPTS):
+            incident, upserted = await asyncio.to_thread(self._store_batch, key, lead, batch, integration)
+            if not upserted.undelivered and not incident.created:
+                return incident.number, upserted.outcomes  # pure repeats: no Temporal round trip
+            try:
+                await self._send(integration, incident, upserted.undelivered, lead)
+            except IncidentClosedError:
+                log.info("incident closed under us; opening a new one", incident=f"INC-{incident.number}", group_key=key)
+                await asyncio.to_thread(self._release, key, incident.number)
+                continue
+            await asyncio.to_thread(self._mark_delivered, incident.number, upserted.undelivered)
+            return incident.number, upserted.outcomes
+        raise GroupKeptClosing(f"group {key} kept closing under us")
+
+    def _store_batch(
+        self, key: str, lead: Alert, batch: list[Alert], integration: IntegrationInfo
+    ) -> tuple[store.OpenIncident, store.UpsertResult]:
+        with self.sessions.begin() as session:
+            incident = store.join_or_create(session, key=key, lead=lead, integration=integration)
+        with self.sessions.begin() as session:
+            upserted = store.upsert_alerts(session, number=incident.number, alerts=batch, integration=integration)
+        return incident, upserted
+
+    def _release(self, key: str, number: int) -> None:
+        with self.sessions.begin() as session:
+            store.release_group(session, key=key, number=number)
+
+    def _mark_delivered(self, number: int, alerts: Sequence[Alert]) -> None:
+        with self.sessions.begin() as session:
+            store.mark_delivered(session, number=number, alerts=alerts)
+
+    async def _send(
+        self, integration: IntegrationInfo, incident: store.OpenIncident, alerts: list[Alert], lead: Alert
+    ) -> AddAlertsResult:
+        """Update-with-start: starts INC-<n> if needed and hands it the batch, atomically."""
+        s = self.settings
+        wid = workflow_id(incident.number)
+        start = WithStartWorkflowOperation(
+            INCIDENT_WORKFLOW,
+            IncidentInput(
+                number=incident.number,
+                group_key=incident.group_key,
+                service=incident.service,
+                severity=incident.severity,
+                title=incident.title,
+                integration_id=integration.id,
+                integration_name=integration.name,
+                auto_resolve=integration.auto_resolve,
+                reopen_window_seconds=s.core.reopen_window_seconds,
+                public_url=s.core.public_url,
+                temporal_ui_url=s.temporal.ui_url,
+                namespace=s.temporal.namespace,
+            ),
+            id=wid,
+            task_queue=s.temporal.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            # A closed INC-<n> must never be started again under the same number.
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(sa.INCIDENT_NUMBER, wid),
+                    SearchAttributePair(sa.INCIDENT_STATUS, "triggered"),
+                    SearchAttributePair(sa.SEVERITY, incident.severity.value),
+                    SearchAttributePair(sa.SERVICE, incident.service),
+                    SearchAttributePair(sa.GROUP_KEY, incident.group_key),
+                ]
+            ),
+            static_summary=f"{wid} [{incident.severity.value}] {incident.service}: {alertname(lead)}",
+            static_details=_static_details(incident, lead, integration, s.core.public_url),
+        )
+        client = await self.client()
+        try:
+            return await self._bounded(
+                client.execute_update_with_start_workflow(
+                    ADD_ALERTS, AddAlertsInput(alerts=alerts), start_workflow_operation=start,
+                    result_type=AddAlertsResult,
+                )
+            )
+        except WorkflowUpdateFailedError as err:
+            if isinstance(err.cause, ApplicationError) and err.cause.type == "IncidentClosed":
+                raise IncidentClosedError from err
+            raise
+        except WorkflowAlreadyStartedError as err:
+            raise IncidentClosedError from err
+        except RPCError as err:
+            if err.status == RPCStatusCode.ALREADY_EXISTS:
+                raise IncidentClosedError from err
+            raise
+
+    # --- PagerDuty acknowledge / resolve by dedup key ---------------------------------------
+
+    async def resolve_by_dedup_key(self, integration: IntegrationInfo, dedup_key: str) -> int | None:
+        """The alert is resolved at its source; the workflow decides about the incident."""
+        found = await asyncio.to_thread(self._resolve_row, integration, dedup_key)
+        if found is None:
+            return None
+        number, alert = found
+        client = await self.client()
+        try:
+            await self._bounded(
+                client.get_workflow_handle(workflow_id(number)).execute_update(
+                    ADD_ALERTS, AddAlertsInput(alerts=[alert]), result_type=AddAlertsResult
+                )
+            )
+        except WorkflowUpdateFailedError as err:
+            if isinstance(err.cause, ApplicationError) and err.cause.type == "IncidentClosed":
+                return number
+            raise
+        await asyncio.to_thread(self._mark_delivered, number, [alert])
+        return number
+
+    def _resolve_row(self, integration: IntegrationInfo, dedup_key: str) -> tuple[int, Alert] | None:
+        with self.sessions.begin() as session:
+            return store.resolve_by_fingerprint(session, integration=integration, fingerprint=dedup_key)
+
+    async def acknowledge_by_dedup_key(self, integration: IntegrationInfo, dedup_key: str) -> int | None:
+        """Acknowledges the incident holding that alert; a repeat is a no-op."""
+        number = await asyncio.to_thread(self._open_incident_of, integration, dedup_key)
+        if number is None:
+            return None
+        client = await self.client()
+        actor = Actor(kind=ActorKind.source, name=integration.name)
+        try:
+            await self._bounded(
+                client.get_workflow_handle(workflow_id(number)).execute_update(
+                    ACKNOWLEDGE, AcknowledgeInput(actor=actor, note=f"Acknowledged by {integration.name}"),
+                    result_type=TransitionResult,
+                )
+            )
+        except WorkflowUpdateFailedError as err:
+            if not (isinstance(err.cause, ApplicationError) and err.cause.type == "InvalidTransition"):
+                raise
+        return number
+
+    def _open_incident_of(self, integration: IntegrationInfo, dedup_key: str) -> int | None:
+        with self.sessions() as session:
+            row = store.open_alert(session, integration=integration, fingerprint=dedup_key)
+            return row.incident_number if row else None
+
+
+def _static_details(incident: store.OpenIncident, lead: Alert, integration: IntegrationInfo, public_url: str) -> str:
+    labels = "\n".join(f"- `{k}` = `{v}`" for k, v in sorted(lead.labels.items()))
+    return (
+        f"### INC-{incident.number}: {incident.title}\n\n"
+        f"- **Service:** {incident.service}\n- **Severity:** {incident.severity.value}\n"
+        f"- **Group key:** `{incident.group_key}`\n- **Integration:** {integration.name}\n"
+        f"- **API:** {public_url}/api/v1/incidents/INC-{incident.number}\n\n"
+        f"**First alert labels**\n\n{labels}\n"
+    )
