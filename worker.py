@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -14,12 +15,16 @@ from temporalio.worker import Worker
 
 from activities.channels import ConsoleProvider, EmailSender, PhoneProvider
 from activities.notify import NotifyActivities
+from activities.reconcile import ReconcileActivities
 from activities.store import StoreActivities
 from vigil.db import create_db_engine, session_factory
 from vigil.logging import configure_logging, get_logger
 from vigil.settings import Settings, get_settings
 from vigil.temporal import connect
+from vigil.ingest.delivery import Delivery
+from vigil.schedules import ensure_reconcile_schedule
 from workflows.incident import IncidentWorkflow
+from workflows.reconcile import OutboxReconcileWorkflow
 
 log = get_logger("vigil.worker")
 
@@ -35,23 +40,32 @@ def build_worker(
 ) -> Worker:
     """One worker with every workflow and activity; blocking clients run on the thread pool."""
     store = StoreActivities(sessions, settings.escalation)
+    reconcile = ReconcileActivities(Delivery(sessions, settings, _constant(client)))
     notify = NotifyActivities(
         sessions, EmailSender(settings.smtp), sms=sms or ConsoleProvider("sms"), ivr=ivr or ConsoleProvider("ivr")
     )
     return Worker(
         client,
         task_queue=settings.temporal.task_queue,
-        workflows=[IncidentWorkflow],
+        workflows=[IncidentWorkflow, OutboxReconcileWorkflow],
         activities=[
             store.load_escalation_policy,
             store.project_incident,
             store.release_group,
             notify.send_notification,
+            reconcile.redeliver_outbox,
         ],
         activity_executor=executor,
         max_concurrent_activities=settings.worker.max_concurrent_activities,
         graceful_shutdown_timeout=timedelta(seconds=settings.worker.graceful_shutdown_seconds),
     )
+
+
+def _constant(client: Client) -> Callable[[], Awaitable[Client]]:
+    async def get() -> Client:
+        return client
+
+    return get
 
 
 async def main() -> None:
@@ -67,6 +81,7 @@ async def main() -> None:
         loop.add_signal_handler(sig, stop.set)
     with ThreadPoolExecutor(max_workers=settings.worker.max_concurrent_activities) as executor:
         worker = build_worker(client, settings, session_factory(engine), executor)
+        await ensure_reconcile_schedule(client, settings)
         log.info("worker started", task_queue=settings.temporal.task_queue, temporal=settings.temporal.address)
         async with worker:
             await stop.wait()

@@ -206,6 +206,16 @@ class IncidentState(BaseModel):
     policy: EscalationPolicy | None = None
 
 
+class ReconcileInput(BaseModel):
+    max_incidents: int = 200
+
+
+class ReconcileResult(BaseModel):
+    incidents: int = 0
+    delivered: int = 0
+    rerouted: int = 0
+
+
 class IncidentResult(BaseModel):
     number: int
     status: IncidentStatus

@@ -98,6 +98,9 @@ class WorkerSettings(BaseSettings):
     metrics_port: int = Field(default=9464, description="Prometheus metrics of the worker; 0 disables.")
     metrics_host: str = "127.0.0.1"
     max_concurrent_activities: int = 50
+    outbox_reconcile_seconds: int = Field(
+        default=10, gt=0, description="How often the outbox reconciler redelivers stored, undelivered alerts."
+    )
 
 
 class Settings(BaseSettings):

@@ -42,7 +42,7 @@ with workflow.unsafe.imports_passed_through():
     from vigil.state_machine import InvalidTransition, Transition, can, next_status
 
 S = IncidentStatus
-STORE_TIMEOUT = timedelta(seconds=30)
+STORE_TIMEOUT = timedelta(seconds=10)
 # DB projections must eventually land; retry forever with a capped backoff rather than fail the incident.
 STORE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 NOTIFY_RETRY = RetryPolicy(

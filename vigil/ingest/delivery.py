@@ -28,6 +28,7 @@ from vigil.contracts import (
     Alert,
     AlertStatus,
     IncidentInput,
+    Severity,
     TransitionResult,
     workflow_id,
 )
@@ -47,6 +48,13 @@ MAX_JOIN_ATTEMPTS = 3
 class IngestResult:
     incidents: list[int] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class RedeliveryResult:
+    incidents: int = 0
+    delivered: int = 0
+    rerouted: int = 0
 
 
 class IncidentClosedError(Exception):
@@ -181,6 +189,55 @@ class Delivery:
             if err.status == RPCStatusCode.ALREADY_EXISTS:
                 raise IncidentClosedError from err
             raise
+
+    # --- the outbox reconciler ---------------------------------------------------------------
+
+    async def redeliver_outbox(self, *, max_incidents: int = 200) -> RedeliveryResult:
+        """Deliver every stored-but-undelivered alert: oldest first, one update per incident.
+
+        Runs from a Temporal Schedule, so alerts accepted while Temporal was down reach their incidents
+        even if the sender never retries. A second delivery of the same alert is a no-op in the workflow.
+        """
+        result = RedeliveryResult()
+        for incident, integration in await asyncio.to_thread(self._outbox, max_incidents):
+            alerts = await asyncio.to_thread(self._undelivered, incident.number)
+            if not alerts:
+                continue
+            result.incidents += 1
+            try:
+                await self._send(integration, incident, alerts, _lead(alerts))
+            except IncidentClosedError:
+                # It closed before these arrived: they belong to the group's next incident.
+                await asyncio.to_thread(self._release, incident.group_key, incident.number)
+                await self.ingest(integration, alerts)
+                result.rerouted += len(alerts)
+            else:
+                result.delivered += len(alerts)
+            await asyncio.to_thread(self._mark_delivered, incident.number, alerts)
+            log.info("outbox redelivered", incident=f"INC-{incident.number}", alerts=len(alerts))
+        return result
+
+    def _outbox(self, limit: int) -> list[tuple[store.OpenIncident, IntegrationInfo]]:
+        with self.sessions() as session:
+            return [
+                (
+                    store.OpenIncident(
+                        incident.number, False, incident.group_key, incident.service, Severity(incident.severity),
+                        incident.title,
+                    ),
+                    IntegrationInfo(integ.id, integ.name, integ.kind, integ.auto_resolve),
+                )
+                for incident, integ in session.execute(
+                    select(Incident, Integration)
+                    .join(Integration, Integration.id == Incident.integration_id)
+                    .where(Incident.number.in_(store.outbox_incidents(session, limit=limit)))
+                    .order_by(Incident.number)
+                )
+            ]
+
+    def _undelivered(self, number: int) -> list[Alert]:
+        with self.sessions() as session:
+            return store.undelivered(session, number=number)
 
     # --- PagerDuty acknowledge / resolve by dedup key ---------------------------------------
 

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -125,6 +125,20 @@ def undelivered(session: Session, *, number: int, fingerprints: Sequence[str] | 
     if fingerprints is not None:
         query = query.where(AlertRow.fingerprint.in_(fingerprints))
     return [row_to_alert(r) for r in session.scalars(query.order_by(AlertRow.id))]
+
+
+def outbox_incidents(session: Session, *, limit: int) -> list[int]:
+    """Incidents with undelivered alerts, the one waiting longest first."""
+    oldest = func.min(AlertRow.id)
+    return list(
+        session.scalars(
+            select(AlertRow.incident_number)
+            .where(or_(AlertRow.delivered_status.is_(None), AlertRow.delivered_status != AlertRow.status))
+            .group_by(AlertRow.incident_number)
+            .order_by(oldest)
+            .limit(limit)
+        )
+    )
 
 
 def mark_delivered(session: Session, *, number: int, alerts: Sequence[Alert]) -> None:
