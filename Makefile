@@ -3,12 +3,14 @@ PYTHON ?= python3
 VENV ?= .venv
 DATA_DIR ?= .data
 PYTEST_ARGS ?=
+# Debian packages the suite needs (prometheus-alertmanager: tests/test_alertmanager_e2e.py); .ci/run lists the same.
+DEBIAN_PACKAGES ?= prometheus-alertmanager
 BIN := $(VENV)/bin
 # Reinstall only when the dependencies change, not on every make invocation.
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run temporal test migrate worker api clean reset-data
+.PHONY: help venv debian-packages run temporal test migrate worker api clean reset-data
 
 help:
 	@echo "make run         start Temporal, migrations, keys, SMTP catcher, worker and API (Ctrl-C stops all)"
@@ -16,6 +18,7 @@ help:
 	@echo "make temporal    start only the Temporal dev server (for running worker/api by hand)"
 	@echo "make migrate | worker | api    run one piece on its own"
 	@echo "make venv        create $(VENV) and install the project"
+	@echo "make debian-packages    install the Debian packages the tests need ($(DEBIAN_PACKAGES)) if missing"
 	@echo "make clean       remove $(VENV) and caches;  make reset-data  removes $(DATA_DIR)/ (incidents, keys)"
 
 venv: $(STAMP)
@@ -34,7 +37,11 @@ run: venv
 temporal: venv
 	$(BIN)/python -m vigil.devrun --temporal-only
 
-test: venv
+# Installs missing packages as root or with passwordless sudo; otherwise fails and says what to install.
+debian-packages:
+	scripts/ensure-debian-packages.sh $(DEBIAN_PACKAGES)
+
+test: venv debian-packages
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 migrate: venv

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import sys
 import signal
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -93,3 +96,10 @@ async def main() -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
+    # Everything is shut down and flushed. Skip interpreter finalization: the Temporal core's threads can
+    # still call into Python while it runs and abort the process (temporalio/sdk-python#300), which
+    # would turn a clean SIGTERM into exit code -6 for the orchestrator.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

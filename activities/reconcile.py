@@ -16,4 +16,6 @@ class ReconcileActivities:
     async def redeliver_outbox(self, inp: ReconcileInput) -> ReconcileResult:
         """Deliver every stored-but-undelivered alert to its incident, oldest first."""
         result = await self.delivery.redeliver_outbox(max_incidents=inp.max_incidents)
-        return ReconcileResult(incidents=result.incidents, delivered=result.delivered, rerouted=result.rerouted)
+        return ReconcileResult(
+            incidents=result.incidents, delivered=result.delivered, rerouted=result.rerouted, released=result.released
+        )

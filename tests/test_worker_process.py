@@ -80,4 +80,4 @@ async def test_sigterm_is_graceful_and_a_new_worker_keeps_the_timers(
         await skipper.fast_forward(handle_of(client, number), timedelta(minutes=5, seconds=1))
         await eventually(lambda: [a.channel for a in attempts(sessions, number)] == ["email", "sms"])
         second.proc.send_signal(signal.SIGINT)
-        assert await asyncio.to_thread(second.proc.wait, 20) == 0
+        assert await asyncio.to_thread(second.proc.wait, 20) == 0, second.log.read_text()[-3000:]

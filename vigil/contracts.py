@@ -214,6 +214,7 @@ class ReconcileResult(BaseModel):
     incidents: int = 0
     delivered: int = 0
     rerouted: int = 0
+    released: int = 0
 
 
 class IncidentResult(BaseModel):

@@ -80,6 +80,8 @@ class Integration(Base):
     prefix: Mapped[str] = mapped_column(String(16))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     auto_resolve: Mapped[bool] = mapped_column(default=True)
+    # Flap damping: auto-resolve only after every alert has stayed resolved this long (0: at once).
+    hold_resolution_seconds: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
@@ -177,3 +179,48 @@ class NotificationAttempt(Base):
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class Silence(Base):
+    """Label matchers with a start, an end and a reason; matching alerts are held, not paged."""
+
+    __tablename__ = "silences"
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    matchers: Mapped[list[dict[str, str]]] = mapped_column(JSON)
+    starts_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class HeldAlert(Base):
+    """An alert stored but kept out of incidents: `silenced` or `suppressed` (backpressure). Never dropped.
+
+    A silenced alert that still fires when its silence ends is released into an incident then.
+    """
+
+    __tablename__ = "held_alerts"
+    __table_args__ = (UniqueConstraint("integration_id", "group_key", "fingerprint", "disposition"),)
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    integration_id: Mapped[int] = mapped_column(ForeignKey("integrations.id"))
+    group_key: Mapped[str] = mapped_column(String(512), index=True)
+    fingerprint: Mapped[str] = mapped_column(String(255), index=True)
+    disposition: Mapped[str] = mapped_column(String(16))  # silenced | suppressed
+    silence_id: Mapped[int | None] = mapped_column(ForeignKey("silences.id"))
+    status: Mapped[str] = mapped_column(String(16))
+    summary: Mapped[str] = mapped_column(String(1024))
+    severity: Mapped[str] = mapped_column(String(16))
+    service: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(255), default="")
+    labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    annotations: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    starts_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    ends_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    first_seen: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    count: Mapped[int] = mapped_column(default=1)
+    released_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    released_to: Mapped[int | None] = mapped_column(ForeignKey("incidents.number"))

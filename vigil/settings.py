@@ -89,6 +89,17 @@ class ApiSettings(BaseSettings):
     )
 
 
+class IngestSettings(BaseSettings):
+    """Alert storms: backpressure."""
+
+    model_config = SettingsConfigDict(env_prefix="VIGIL_INGEST_", extra="ignore")
+
+    backlog_limit: int = Field(
+        default=1000, ge=0,
+        description="Past this many undelivered alerts, new `info` alerts are stored as suppressed (never critical).",
+    )
+
+
 class WorkerSettings(BaseSettings):
     """The Temporal worker process."""
 
@@ -113,6 +124,7 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     escalation: EscalationSettings = Field(default_factory=EscalationSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
 
 
@@ -122,6 +134,7 @@ SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
     SmtpSettings,
     EscalationSettings,
     ApiSettings,
+    IngestSettings,
     WorkerSettings,
 )
 

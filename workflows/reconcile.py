@@ -25,6 +25,7 @@ class OutboxReconcileWorkflow:
             summary="redeliver stored, undelivered alerts",
         )
         workflow.set_current_details(
-            f"incidents: {result.incidents}, delivered: {result.delivered}, rerouted: {result.rerouted}"
+            f"incidents: {result.incidents}, delivered: {result.delivered}, rerouted: {result.rerouted}, "
+            f"released from silences: {result.released}"
         )
         return result

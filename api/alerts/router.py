@@ -1,27 +1,37 @@
-"""GET /api/v1/alerts: filter by status, fingerprint, group and incident."""
+"""GET /api/v1/alerts: every stored alert, in an incident or held (silenced, suppressed)."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
 
 from api.deps import SessionDep, Viewer
 from api.errors import ERROR_RESPONSES, ApiError
 from api.incidents.schemas import AlertRead
-from vigil.contracts import AlertStatus, parse_incident_number
-from vigil.models import AlertRow, Incident
+from vigil.contracts import parse_incident_number
+from vigil.models import AlertRow, HeldAlert, Incident
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 MAX_LIMIT = 500
 
 
+class AlertFilter(StrEnum):
+    firing = "firing"
+    resolved = "resolved"
+    silenced = "silenced"
+    suppressed = "suppressed"
+
+
 class AlertItem(AlertRead):
     id: int
-    incident: str
+    disposition: str  # incident | silenced | suppressed
+    incident: str | None
     group_key: str
     starts_at: datetime | None
     ends_at: datetime | None
@@ -39,14 +49,34 @@ class AlertList(BaseModel):
 def list_alerts(
     _user: Viewer,
     session: SessionDep,
-    status: AlertStatus | None = None,
+    status: Annotated[AlertFilter | None, Query(description="firing / resolved at the source, or held")] = None,
     fingerprint: str | None = None,
     group: Annotated[str | None, Query(description="Group key, e.g. service=checkout|alertname=HighErrorRate")] = None,
     incident: Annotated[str | None, Query(description="INC-42 or 42")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> AlertList:
-    """Newest first. `delivered` is false while a change waits in the outbox for its workflow."""
+    """Newest first (by last seen). `delivered` is false while a change waits in the outbox."""
+    number = None
+    if incident is not None:
+        number = parse_incident_number(incident)
+        if number is None:
+            raise ApiError(422, "validation_error", "incident must look like INC-42 or 42",
+                           [{"field": "query.incident", "message": "invalid incident reference", "type": "value_error"}])
+    held_only = status in (AlertFilter.silenced, AlertFilter.suppressed)
+    attached_only = status in (AlertFilter.firing, AlertFilter.resolved) or number is not None
+    parts: list[tuple[int, list[AlertItem]]] = []
+    if not held_only:
+        query = _attached(status, fingerprint, group, number)
+        parts.append(_page(session, query, limit + offset, _attached_item))
+    if not attached_only:
+        query = _held(status, fingerprint, group)
+        parts.append(_page(session, query, limit + offset, _held_item))
+    merged = sorted((item for _, items in parts for item in items), key=lambda i: i.last_seen, reverse=True)
+    return AlertList(items=merged[offset: offset + limit], total=sum(t for t, _ in parts), limit=limit, offset=offset)
+
+
+def _attached(status: AlertFilter | None, fingerprint: str | None, group: str | None, number: int | None) -> Select:
     query = select(AlertRow, Incident.group_key).join(Incident, Incident.number == AlertRow.incident_number)
     if status is not None:
         query = query.where(AlertRow.status == status.value)
@@ -54,20 +84,38 @@ def list_alerts(
         query = query.where(AlertRow.fingerprint == fingerprint)
     if group is not None:
         query = query.where(Incident.group_key == group)
-    if incident is not None:
-        number = parse_incident_number(incident)
-        if number is None:
-            raise ApiError(422, "validation_error", "incident must look like INC-42 or 42",
-                           [{"field": "query.incident", "message": "invalid incident reference", "type": "value_error"}])
+    if number is not None:
         query = query.where(AlertRow.incident_number == number)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.execute(query.order_by(AlertRow.id.desc()).limit(limit).offset(offset))
-    items = [
-        AlertItem(
-            **AlertRead.model_validate(row).model_dump(),
-            id=row.id, incident=f"INC-{row.incident_number}", group_key=group_key, starts_at=row.starts_at,
-            ends_at=row.ends_at, delivered=row.delivered_status == row.status,
-        )
-        for row, group_key in rows
-    ]
-    return AlertList(items=items, total=total, limit=limit, offset=offset)
+    return query.order_by(AlertRow.last_seen.desc(), AlertRow.id.desc())
+
+
+def _held(status: AlertFilter | None, fingerprint: str | None, group: str | None) -> Select:
+    query = select(HeldAlert, HeldAlert.group_key)
+    if status is not None:
+        query = query.where(HeldAlert.disposition == status.value)
+    if fingerprint is not None:
+        query = query.where(HeldAlert.fingerprint == fingerprint)
+    if group is not None:
+        query = query.where(HeldAlert.group_key == group)
+    return query.order_by(HeldAlert.last_seen.desc(), HeldAlert.id.desc())
+
+
+def _page(session: Session, query: Select, n: int, to_item) -> tuple[int, list[AlertItem]]:  # noqa: ANN001
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    return total, [to_item(row, key) for row, key in session.execute(query.limit(n))]
+
+
+def _attached_item(row: AlertRow, group_key: str) -> AlertItem:
+    return AlertItem(
+        **AlertRead.model_validate(row).model_dump(), id=row.id, disposition="incident",
+        incident=f"INC-{row.incident_number}", group_key=group_key, starts_at=row.starts_at, ends_at=row.ends_at,
+        delivered=row.delivered_status == row.status,
+    )
+
+
+def _held_item(row: HeldAlert, group_key: str) -> AlertItem:
+    return AlertItem(
+        **AlertRead.model_validate(row).model_dump(), id=row.id, disposition=row.disposition,
+        incident=f"INC-{row.released_to}" if row.released_to else None, group_key=group_key,
+        starts_at=row.starts_at, ends_at=row.ends_at, delivered=row.released_to is not None,
+    )

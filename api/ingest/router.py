@@ -42,7 +42,10 @@ async def enqueue(event: PagerDutyEvent, state: StateDep) -> PagerDutyResponse:
         )
         result = await service.ingest(state, integration, [alert])
         _count("enqueue", result.outcomes)
-        message = f"Event processed: INC-{result.incidents[0]}"
+        if result.incidents:
+            message = f"Event processed: INC-{result.incidents[0]}"
+        else:  # held: silenced or suppressed, stored and visible in GET /api/v1/alerts
+            message = f"Event processed: alert {next(iter(result.outcomes))}"
     elif event.event_action == "acknowledge":
         assert event.dedup_key
         dedup_key = event.dedup_key

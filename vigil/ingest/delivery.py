@@ -8,6 +8,7 @@ from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from prometheus_client import Counter as Counter_
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
@@ -32,7 +33,7 @@ from vigil.contracts import (
     TransitionResult,
     workflow_id,
 )
-from vigil.ingest import store
+from vigil.ingest import holding, store
 from vigil.ingest.store import IntegrationInfo
 from vigil.logging import get_logger
 from vigil.models import Incident, Integration
@@ -42,6 +43,9 @@ from vigil.temporal import bounded
 
 log = get_logger(__name__)
 MAX_JOIN_ATTEMPTS = 3
+SUPPRESSED = Counter_(
+    "vigil_alerts_suppressed_total", "info alerts stored as suppressed under backpressure", ["integration"]
+)
 
 
 @dataclass
@@ -55,6 +59,7 @@ class RedeliveryResult:
     incidents: int = 0
     delivered: int = 0
     rerouted: int = 0
+    released: int = 0
 
 
 class IncidentClosedError(Exception):
@@ -84,13 +89,17 @@ class Delivery:
 
     # --- the API path ---------------------------------------------------------------------
 
-    async def ingest(self, integration: IntegrationInfo, alerts: Sequence[Alert]) -> IngestResult:
+    async def ingest(
+        self, integration: IntegrationInfo, alerts: Sequence[Alert], *, check_holds: bool = True
+    ) -> IngestResult:
         """Group the batch, then store and deliver each group. Stored first: if Temporal is down the
         caller answers 503, and the alerts wait in the outbox for the sender's retry or the reconciler."""
+        result = IngestResult()
+        if check_holds:
+            alerts = await asyncio.to_thread(self._hold, integration, alerts, result)
         groups: dict[str, list[Alert]] = defaultdict(list)
         for alert in alerts:
             groups[group_key(alert)].append(alert)
-        result = IngestResult()
         for key, batch in groups.items():
             number, outcomes = await self._deliver_group(integration, key, batch)
             result.incidents.append(number)
@@ -114,6 +123,19 @@ class Delivery:
             await asyncio.to_thread(self._mark_delivered, incident.number, upserted.undelivered)
             return incident.number, upserted.outcomes
         raise GroupKeptClosing(f"group {key} kept closing under us")
+
+    def _hold(self, integration: IntegrationInfo, alerts: Sequence[Alert], result: IngestResult) -> list[Alert]:
+        """Store silenced and suppressed alerts apart; return the ones that go on to incidents."""
+        with self.sessions.begin() as session:
+            sorted_ = holding.sort_batch(session, alerts, backlog_limit=self.settings.ingest.backlog_limit)
+            holding.store_held(session, sorted_.held, integration)
+        outcomes = sorted_.outcomes
+        result.outcomes.update(outcomes)
+        if outcomes[holding.SUPPRESSED]:
+            SUPPRESSED.labels(integration=integration.name).inc(outcomes[holding.SUPPRESSED])
+            log.warning("backpressure: info alerts suppressed", count=outcomes[holding.SUPPRESSED],
+                        integration=integration.name)
+        return sorted_.passing
 
     def _store_batch(
         self, key: str, lead: Alert, batch: list[Alert], integration: IntegrationInfo
@@ -199,6 +221,7 @@ class Delivery:
         even if the sender never retries. A second delivery of the same alert is a no-op in the workflow.
         """
         result = RedeliveryResult()
+        await self._release_silenced(max_incidents, result)
         for incident, integration in await asyncio.to_thread(self._outbox, max_incidents):
             alerts = await asyncio.to_thread(self._undelivered, incident.number)
             if not alerts:
@@ -216,6 +239,27 @@ class Delivery:
             await asyncio.to_thread(self._mark_delivered, incident.number, alerts)
             log.info("outbox redelivered", incident=f"INC-{incident.number}", alerts=len(alerts))
         return result
+
+    async def _release_silenced(self, limit: int, result: RedeliveryResult) -> None:
+        """A silence ended while its alert still fires: the incident opens now."""
+        for held, integration, alert in await asyncio.to_thread(self._releasable, limit):
+            ingested = await self.ingest(integration, [alert], check_holds=False)
+            await asyncio.to_thread(self._mark_released, {held: ingested.incidents[0]})
+            result.released += 1
+            log.info("silence ended; alert released", incident=f"INC-{ingested.incidents[0]}",
+                     fingerprint=alert.fingerprint)
+
+    def _releasable(self, limit: int) -> list[tuple[int, IntegrationInfo, Alert]]:
+        with self.sessions() as session:
+            out = []
+            for row, alert in holding.releasable(session, limit=limit):
+                integ = session.get_one(Integration, row.integration_id)
+                out.append((row.id, IntegrationInfo(integ.id, integ.name, integ.kind, integ.auto_resolve), alert))
+            return out
+
+    def _mark_released(self, released: dict[int, int]) -> None:
+        with self.sessions.begin() as session:
+            holding.mark_released(session, released)
 
     def _outbox(self, limit: int) -> list[tuple[store.OpenIncident, IntegrationInfo]]:
         with self.sessions() as session:
@@ -263,7 +307,10 @@ class Delivery:
 
     def _resolve_row(self, integration: IntegrationInfo, dedup_key: str) -> tuple[int, Alert] | None:
         with self.sessions.begin() as session:
-            return store.resolve_by_fingerprint(session, integration=integration, fingerprint=dedup_key)
+            found = store.resolve_by_fingerprint(session, integration=integration, fingerprint=dedup_key)
+            if found is None:
+                holding.resolve_held(session, integration=integration, fingerprint=dedup_key)
+            return found
 
     async def acknowledge_by_dedup_key(self, integration: IntegrationInfo, dedup_key: str) -> int | None:
         """Acknowledges the incident holding that alert; a repeat is a no-op."""

@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from vigil.contracts import Alert, AlertStatus, IncidentStatus, Severity
-from vigil.models import AlertRow, Incident, IncidentGroup, utcnow
+from vigil.models import AlertRow, HeldAlert, Incident, IncidentGroup, utcnow
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class IntegrationInfo:
     auto_resolve: bool
 
 
-def _insert(session: Session, model: type):  # noqa: ANN202 - dialect-specific Insert
+def insert_for(session: Session, model: type):  # noqa: ANN202 - dialect-specific Insert
     """INSERT ... ON CONFLICT for whichever of SQLite or PostgreSQL we are on."""
     dialect = session.get_bind().dialect.name
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
@@ -44,7 +44,7 @@ def join_or_create(session: Session, *, key: str, lead: Alert, integration: Inte
     """The open incident for `key`, creating it if there is none. Atomic under concurrent callers."""
     # The group row's primary key serialises racers: losers of the insert wait, then read the winner's row.
     session.execute(
-        _insert(session, IncidentGroup).values(group_key=key, created_at=utcnow()).on_conflict_do_nothing(
+        insert_for(session, IncidentGroup).values(group_key=key, created_at=utcnow()).on_conflict_do_nothing(
             index_elements=["group_key"]
         )
     )
@@ -96,7 +96,7 @@ def upsert_alerts(session: Session, *, number: int, alerts: Sequence[Alert], int
         )
         for a in latest.values()
     ]
-    stmt = _insert(session, AlertRow).values(rows)
+    stmt = insert_for(session, AlertRow).values(rows)
     session.execute(
         stmt.on_conflict_do_update(
             index_elements=["incident_number", "fingerprint"],
@@ -189,7 +189,7 @@ def open_alert(session: Session, *, integration: IntegrationInfo, fingerprint: s
     )
 
 
-def row_to_alert(row: AlertRow) -> Alert:
+def row_to_alert(row: AlertRow | HeldAlert) -> Alert:
     return Alert(
         fingerprint=row.fingerprint, status=AlertStatus(row.status), summary=row.summary,
         severity=Severity(row.severity), service=row.service, source=row.source, labels=row.labels,
