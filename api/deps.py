@@ -139,4 +139,4 @@ def integration_by_key(session: Session, key: str | None) -> IntegrationInfo:
     row = session.scalar(select(Integration).where(Integration.key_hash == hash_key(key)))
     if row is None:
         raise _unauthorized("unknown integration key")
-    return IntegrationInfo(id=row.id, name=row.name, kind=row.kind, auto_resolve=row.auto_resolve)
+    return IntegrationInfo.of(row)

@@ -14,6 +14,7 @@ from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
 from api.alerts.router import router as alerts_router
 from api.incidents.router import router as incidents_router
+from api.integrations.router import router as integrations_router
 from api.silences.router import router as silences_router
 from api.ingest.router import router as ingest_router
 from vigil.db import create_db_engine, session_factory
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(incidents_router)
     app.include_router(alerts_router)
     app.include_router(silences_router)
+    app.include_router(integrations_router)
     app.include_router(health.router)
     return app
 

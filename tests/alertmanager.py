@@ -94,11 +94,14 @@ class Alertmanager:
 
 
 def alert(
-    labels: dict[str, str], *, summary: str, starts_at: datetime | None = None, ends_in: timedelta | None = None
+    labels: dict[str, str], *, summary: str, starts_at: datetime | None = None, ends_in: timedelta | None = None,
+    omit_starts_at: bool = False,
 ) -> dict:
-    """One alert in the /api/v2/alerts (postableAlert) shape."""
+    """One alert in the /api/v2/alerts (postableAlert) shape; without startsAt, Alertmanager stamps its own."""
     start = starts_at or datetime.now(timezone.utc)
-    body: dict = {"labels": labels, "annotations": {"summary": summary}, "startsAt": _rfc3339(start)}
+    body: dict = {"labels": labels, "annotations": {"summary": summary}}
+    if not omit_starts_at:
+        body["startsAt"] = _rfc3339(start)
     if ends_in is not None:
         body["endsAt"] = _rfc3339(start + ends_in)
     return body

@@ -209,3 +209,51 @@ async def test_ten_thousand_repeats_do_not_grow_the_history(
 
 async def _pending_activities(handle) -> int:  # noqa: ANN001
     return len((await handle.describe()).raw_description.pending_activities)
+
+
+async def test_hold_resolution_damps_flapping(
+    api: httpx.AsyncClient, worker: None, keys: Keys, client: Client, skipper: TimeSkipper,
+    sessions: sessionmaker[Session],
+) -> None:
+    """Alertmanager #3048: resolve only after the alerts stayed resolved for the hold time."""
+    created = await api.post(
+        "/api/v1/integrations", headers=keys.auth(keys.admin),
+        json={"name": "flappy", "kind": "alertmanager", "hold_resolution_seconds": 300},
+    )
+    assert created.status_code == 201, created.text
+    key = created.json()["key"]
+    await post_alertmanager(api, key, am_body(FIRING))
+    number = incident_row_number(sessions)
+    handle = handle_of(client, number)
+
+    await post_alertmanager(api, key, am_body(RESOLVED))
+    state = await handle.query(IncidentWorkflow.state)
+    assert state.status == "triggered" and state.resolve_due_at is not None
+
+    # It flaps: firing again inside the hold keeps the incident open, and does not count as a reopen.
+    await post_alertmanager(api, key, am_body(FIRING))
+    state = await handle.query(IncidentWorkflow.state)
+    assert (state.status, state.resolve_due_at, state.reopen_count) == ("triggered", None, 0)
+
+    await post_alertmanager(api, key, am_body(RESOLVED))
+    await skipper.fast_forward(handle, timedelta(minutes=4))
+    assert (await handle.query(IncidentWorkflow.state)).status == "triggered"
+    await skipper.fast_forward(handle, timedelta(minutes=2))
+    state = await handle.query(IncidentWorkflow.state)
+    assert state.status == "resolved" and "stayed resolved for 5m" in (state.resolution or "")
+    await eventually(lambda: {"resolution_held", "flapping", "resolved"} <= set(timeline(sessions, number)))
+
+
+async def test_integrations_admin_api(api: httpx.AsyncClient, keys: Keys) -> None:
+    admin = keys.auth(keys.admin)
+    assert (await api.get("/api/v1/integrations", headers=keys.auth(keys.responder))).status_code == 403
+    listed = (await api.get("/api/v1/integrations", headers=admin)).json()
+    [default] = [i for i in listed if i["name"] == "test-integration"]
+    assert "key" not in default and default["hold_resolution_seconds"] == 0
+    patched = await api.patch(f"/api/v1/integrations/{default['id']}", json={"hold_resolution_seconds": 120}, headers=admin)
+    assert patched.status_code == 200 and patched.json()["hold_resolution_seconds"] == 120
+    bad = await api.patch(f"/api/v1/integrations/{default['id']}", json={"hold_resolution_seconds": -1}, headers=admin)
+    assert bad.status_code == 422
+    dup = await api.post("/api/v1/integrations", json={"name": "test-integration"}, headers=admin)
+    assert dup.status_code == 409
+    assert (await api.patch("/api/v1/integrations/999999", json={}, headers=admin)).status_code == 404

@@ -32,7 +32,7 @@ def test_alertmanager_firing_and_resolved_share_a_fingerprint() -> None:
         body = AlertmanagerWebhook.model_validate(fixture(name))
         alerts.append(from_alertmanager(body.alerts[0].model_dump(), body.commonLabels, body.externalURL))
     firing, resolved = alerts
-    assert firing.fingerprint == resolved.fingerprint == "7328f61998b09982@2026-11-22T07:43:49.046000+00:00"
+    assert firing.fingerprint == resolved.fingerprint == "7328f61998b09982"
     assert (firing.status, resolved.status) == (AlertStatus.firing, AlertStatus.resolved)
     assert firing.ends_at is None  # Alertmanager's zero time means "not ended"
     assert resolved.ends_at == datetime.fromisoformat("2026-11-22T07:44:13.046+00:00")
@@ -64,3 +64,19 @@ def test_pagerduty_templated_fields_win() -> None:
         group=None, klass=None, custom_details=None, timestamp=None, client_url=None,
     )
     assert (alert.service, alert.severity, alert.labels["alertname"]) == ("storage", Severity.warning, "Disk full")
+
+
+def test_pagerduty_group_of_alerts_takes_the_most_severe_and_the_common_labels() -> None:
+    firing = (
+        "Labels:\n - alertname = Y\n - instance = 1\n - service = pay\n - severity = critical\n"
+        "Annotations:\n - summary = one\n"
+        "Labels:\n - alertname = Y\n - instance = 2\n - service = pay\n - severity = warning\n"
+        "Annotations:\n - summary = two\n"
+    )
+    alert = from_pagerduty(
+        dedup_key="k", summary="[FIRING:2] Y pay ", source="Alertmanager", severity="error", component=None,
+        group=None, klass=None, custom_details={"firing": firing}, timestamp=None, client_url=None,
+    )
+    assert alert.severity is Severity.critical
+    assert "instance" not in alert.labels and alert.labels["service"] == "pay"
+    assert alert.summary == "Y pay"

@@ -28,11 +28,16 @@ def create_user_with_key(session: Session, *, name: str, email: str, role: Role)
     return key
 
 
-def create_integration(session: Session, *, name: str, kind: str = "generic", auto_resolve: bool = True) -> str:
+def create_integration(
+    session: Session, *, name: str, kind: str = "generic", auto_resolve: bool = True, hold_resolution_seconds: int = 0
+) -> str:
     """Add an integration; returns its plaintext key (shown once)."""
     key = new_key("int")
     session.add(
-        Integration(name=name, kind=kind, prefix=key_prefix(key), key_hash=hash_key(key), auto_resolve=auto_resolve)
+        Integration(
+            name=name, kind=kind, prefix=key_prefix(key), key_hash=hash_key(key), auto_resolve=auto_resolve,
+            hold_resolution_seconds=hold_resolution_seconds,
+        )
     )
     return key
 

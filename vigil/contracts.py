@@ -126,6 +126,7 @@ class IncidentInput(BaseModel):
     integration_id: int
     integration_name: str = ""
     auto_resolve: bool = True
+    hold_resolution_seconds: int = 0
     reopen_window_seconds: int = 300
     public_url: str = "http://127.0.0.1:8000"
     temporal_ui_url: str = "http://127.0.0.1:8233"
@@ -202,6 +203,8 @@ class IncidentState(BaseModel):
     # Next rung of the current round and when it is due (None: now). Carried across continue-as-new,
     # so a new run resumes the ladder mid-wait instead of restarting it.
     ladder_step: int = 0
+    # Flap damping: every alert is resolved at the source; auto-resolve at this time unless one re-fires.
+    resolve_due_at: datetime | None = None
     timeline_seq: int = 0
     policy: EscalationPolicy | None = None
 

@@ -45,9 +45,10 @@ def from_alertmanager(alert: dict, common_labels: dict[str, str], external_url: 
     ends_at: datetime | None = alert.get("endsAt")
     if ends_at is not None and ends_at.isoformat().startswith(ZERO_TIME_PREFIX):
         ends_at = None
-    fp = alert.get("fingerprint") or "|".join(f"{k}={v}" for k, v in sorted(labels.items()))
-    # Alertmanager keeps the fingerprint when an alert re-fires; startsAt tells the episodes apart.
-    fingerprint = f"{fp}@{starts_at.isoformat()}" if starts_at else fp
+    # Alertmanager's fingerprint alone (a hash of the labels), not + startsAt: each Alertmanager of an HA pair
+    # stamps its own startsAt on alerts that arrive without one, and a re-fire is a status change of the same
+    # alert within an incident (a later incident gets its own row anyway).
+    fingerprint = alert.get("fingerprint") or "|".join(f"{k}={v}" for k, v in sorted(labels.items()))
     name = labels.get("alertname", "alert")
     return Alert(
         fingerprint=fingerprint,
@@ -64,20 +65,33 @@ def from_alertmanager(alert: dict, common_labels: dict[str, str], external_url: 
     )
 
 
-def labels_from_custom_details(details: dict | None) -> dict[str, str]:
-    """Alertmanager's default pagerduty_configs put labels only in `custom_details.firing` text."""
+def label_blocks(details: dict | None) -> list[dict[str, str]]:
+    """Alertmanager's default pagerduty_configs put labels only in `custom_details.firing` text: one
+    `Labels:` block per alert of the Alertmanager group."""
     if not isinstance(details, dict) or not isinstance(details.get("firing"), str):
-        return {}
-    labels: dict[str, str] = {}
+        return []
+    blocks: list[dict[str, str]] = []
     in_labels = False
     for line in details["firing"].splitlines():
         if line.strip() == "Labels:":
+            blocks.append({})
             in_labels = True
         elif line.strip().endswith(":"):
             in_labels = False
         elif in_labels and (m := _LABEL_LINE.match(line)):
-            labels[m.group(1)] = m.group(2)
-    return labels
+            blocks[-1][m.group(1)] = m.group(2)
+    return blocks
+
+
+def common_labels(blocks: list[dict[str, str]]) -> dict[str, str]:
+    """The labels every alert of the group shares (what names the group)."""
+    if not blocks:
+        return {}
+    return {k: v for k, v in blocks[0].items() if all(b.get(k) == v for b in blocks[1:])}
+
+
+def most_severe(raw: list[str]) -> Severity:
+    return min((map_severity(r) for r in raw), key=lambda s: s.rank, default=DEFAULT_SEVERITY)
 
 
 def from_pagerduty(
@@ -85,18 +99,22 @@ def from_pagerduty(
     klass: str | None, custom_details: dict | None, timestamp: datetime | None, client_url: str | None,
 ) -> Alert:
     """A PagerDuty Events v2 trigger."""
-    found = labels_from_custom_details(custom_details)
-    name = klass or found.get("alertname") or _FIRING_PREFIX.sub("", summary)[:200]
+    blocks = label_blocks(custom_details)
+    found = common_labels(blocks)
+    summary = _FIRING_PREFIX.sub("", summary).strip() or summary  # the [FIRING:n] count goes stale at once
+    name = klass or found.get("alertname") or summary[:200]
     service = component or found.get("service") or group or source
     labels = {**found, "alertname": name, "service": service, "source": source}
     if group:
         labels["group"] = group
-    # Alertmanager without templates sends "error" but keeps its own severity label in the text.
-    raw_severity = found.get("severity") if severity == "error" and "severity" in found else severity
+    # Alertmanager without templates sends "error" but keeps each alert's severity label in the text:
+    # the group is as severe as its most severe alert.
+    block_severities = [b["severity"] for b in blocks if "severity" in b]
+    mapped = most_severe(block_severities) if severity == "error" and block_severities else map_severity(severity)
     return Alert(
         fingerprint=dedup_key,
         summary=summary,
-        severity=map_severity(raw_severity),
+        severity=mapped,
         service=service,
         source=source,
         labels=labels,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -147,13 +148,13 @@ class IncidentWorkflow:
             if self._ladder_idle() and self.s.ladder_step < len(self.s.policy.steps):
                 self._ladder = asyncio.create_task(self._run_ladder())
             ladder = self._ladder
-            await workflow.wait_condition(lambda: changed() or (ladder is not None and ladder.done()))
+            await self._wait_for_change(changed, lambda: ladder is not None and ladder.done())
             if ladder is not None and ladder.done():
                 self._ladder = None
                 # Surface a ladder bug as a failed workflow task (retried, visible in the UI), never a silent stop.
                 await ladder
         elif status == S.acknowledged:
-            await workflow.wait_condition(changed)
+            await self._wait_for_change(changed)
         elif status == S.resolved:
             assert self.s.resolved_at is not None
             window = timedelta(seconds=self.inp.reopen_window_seconds)
@@ -310,12 +311,42 @@ class IncidentWorkflow:
             self.s.resolved_at = self.s.resolved_by = self.s.resolution = None
             self._transition(Transition.reopen, SOURCE, "Reopened: an alert fired again within the reopen window")
             reopened = True
+        elif refired and self.s.resolve_due_at is not None:
+            self.s.resolve_due_at = None
+            self._record("flapping", SOURCE, "An alert fired again while its resolution was held: kept open")
         elif self._all_resolved_at_source() and can(self.s.status, Transition.resolve) and self.inp.auto_resolve:
-            count = len(self.s.alerts)
-            self._resolve(SOURCE, f"Auto-resolved: all {count} alert(s) resolved at the source")
-            if self._inflight is not None:
-                self._inflight.cancel()
+            hold = timedelta(seconds=self.inp.hold_resolution_seconds)
+            if not hold:
+                self._auto_resolve(f"Auto-resolved: all {len(self.s.alerts)} alert(s) resolved at the source")
+            elif self.s.resolve_due_at is None:
+                self.s.resolve_due_at = workflow.now() + hold
+                self._record(
+                    "resolution_held", SOURCE,
+                    f"All alerts resolved at the source; resolving in {human_duration(hold)} unless one fires again",
+                )
         return AddAlertsResult(number=self.s.number, status=self.s.status, new_alerts=new, reopened=reopened)
+
+    def _auto_resolve(self, resolution: str) -> None:
+        self._resolve(SOURCE, resolution)
+        if self._inflight is not None:
+            self._inflight.cancel()
+
+    async def _wait_for_change(self, changed: Callable[[], bool], extra: Callable[[], bool] = lambda: False) -> None:
+        """Wait for `changed`, or until a held resolution falls due (then auto-resolve)."""
+        due = self.s.resolve_due_at
+        if due is None:
+            await workflow.wait_condition(lambda: changed() or extra() or self.s.resolve_due_at is not None)
+            return
+        try:
+            await workflow.wait_condition(
+                lambda: changed() or extra() or self.s.resolve_due_at != due,
+                timeout=max(due - workflow.now(), timedelta(milliseconds=1)),
+                timeout_summary=f"hold resolution until {due.isoformat(timespec='seconds')}",
+            )
+        except asyncio.TimeoutError:
+            if self._all_resolved_at_source() and can(self.s.status, Transition.resolve):
+                hold = human_duration(timedelta(seconds=self.inp.hold_resolution_seconds))
+                self._auto_resolve(f"Auto-resolved: all {len(self.s.alerts)} alert(s) stayed resolved for {hold}")
 
     @add_alerts.validator
     def _validate_add_alerts(self, inp: AddAlertsInput) -> None:
@@ -336,6 +367,7 @@ class IncidentWorkflow:
         return bool(self.s.alerts) and all(a.status == AlertStatus.resolved for a in self.s.alerts.values())
 
     def _resolve(self, actor: Actor, resolution: str) -> None:
+        self.s.resolve_due_at = None
         self._transition(Transition.resolve, actor, f"Resolved: {resolution}")
         self.s.resolved_at = workflow.now()
         self.s.resolved_by = actor.label()

@@ -171,6 +171,7 @@ class Delivery:
                 integration_id=integration.id,
                 integration_name=integration.name,
                 auto_resolve=integration.auto_resolve,
+                hold_resolution_seconds=integration.hold_resolution_seconds,
                 reopen_window_seconds=s.core.reopen_window_seconds,
                 public_url=s.core.public_url,
                 temporal_ui_url=s.temporal.ui_url,
@@ -254,7 +255,7 @@ class Delivery:
             out = []
             for row, alert in holding.releasable(session, limit=limit):
                 integ = session.get_one(Integration, row.integration_id)
-                out.append((row.id, IntegrationInfo(integ.id, integ.name, integ.kind, integ.auto_resolve), alert))
+                out.append((row.id, IntegrationInfo.of(integ), alert))
             return out
 
     def _mark_released(self, released: dict[int, int]) -> None:
@@ -269,7 +270,7 @@ class Delivery:
                         incident.number, False, incident.group_key, incident.service, Severity(incident.severity),
                         incident.title,
                     ),
-                    IntegrationInfo(integ.id, integ.name, integ.kind, integ.auto_resolve),
+                    IntegrationInfo.of(integ),
                 )
                 for incident, integ in session.execute(
                     select(Incident, Integration)

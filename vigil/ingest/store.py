@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from vigil.contracts import Alert, AlertStatus, IncidentStatus, Severity
-from vigil.models import AlertRow, HeldAlert, Incident, IncidentGroup, utcnow
+from vigil.models import AlertRow, HeldAlert, Incident, IncidentGroup, Integration, utcnow
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,11 @@ class IntegrationInfo:
     name: str
     kind: str
     auto_resolve: bool
+    hold_resolution_seconds: int = 0
+
+    @classmethod
+    def of(cls, row: Integration) -> IntegrationInfo:
+        return cls(row.id, row.name, row.kind, row.auto_resolve, row.hold_resolution_seconds)
 
 
 def insert_for(session: Session, model: type):  # noqa: ANN202 - dialect-specific Insert
