@@ -257,3 +257,36 @@ async def test_integrations_admin_api(api: httpx.AsyncClient, keys: Keys) -> Non
     dup = await api.post("/api/v1/integrations", json={"name": "test-integration"}, headers=admin)
     assert dup.status_code == 409
     assert (await api.patch("/api/v1/integrations/999999", json={}, headers=admin)).status_code == 404
+
+
+async def test_routing_grouping_and_severity_rules_per_integration(
+    api: httpx.AsyncClient, worker: None, keys: Keys, client: Client, sessions: sessionmaker[Session],
+) -> None:
+    admin = keys.auth(keys.admin)
+    created = (await api.post("/api/v1/integrations", json={"name": "routed", "kind": "alertmanager"}, headers=admin)).json()
+    rules = {
+        "routes": [{"matchers": [{"name": "team", "value": "payments"}], "service": "payments-api"}],
+        "group_by": ["service", "cluster"],
+        "severity_map": {"P2": "critical"},
+    }
+    put = await api.put(f"/api/v1/integrations/{created['id']}/rules", json=rules, headers=admin)
+    assert put.status_code == 200 and put.json()["rules"]["severity_map"] == {"p2": "critical"}
+    bad = {**rules, "group_by": ["not a label"]}
+    assert (await api.put(f"/api/v1/integrations/{created['id']}/rules", json=bad, headers=admin)).status_code == 422
+
+    def webhook(name: str, cluster: str, fp: str) -> dict:
+        return {"status": "firing", "alerts": [{
+            "status": "firing", "fingerprint": fp, "startsAt": "2026-11-22T08:00:00Z",
+            "labels": {"alertname": name, "team": "payments", "cluster": cluster, "severity": "P2", "service": "raw"},
+            "annotations": {"summary": f"{name} on {cluster}"},
+        }]}
+
+    a = await post_alertmanager(api, created["key"], webhook("CardDeclines", "eu-1", "f1"))
+    b = await post_alertmanager(api, created["key"], webhook("RefundErrors", "eu-1", "f2"))  # same service+cluster
+    c = await post_alertmanager(api, created["key"], webhook("CardDeclines", "us-1", "f3"))
+    assert a["incidents"] == b["incidents"] != c["incidents"]
+    number = int(a["incidents"][0].removeprefix("INC-"))
+    row = incident_row(sessions, number)
+    assert (row.service, row.severity, row.group_key) == ("payments-api", "critical", "service=payments-api|cluster=eu-1")
+    state = await handle_of(client, number).query(IncidentWorkflow.state)
+    assert sorted(state.alerts) == ["f1", "f2"]

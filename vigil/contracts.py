@@ -93,6 +93,8 @@ class Alert(BaseModel):
     starts_at: datetime | None = None
     ends_at: datetime | None = None
     url: str | None = None
+    # The source's own severity name, kept so per-integration severity maps can re-map it.
+    raw_severity: str | None = None
 
 
 class EscalationStep(BaseModel):

@@ -82,6 +82,8 @@ class Integration(Base):
     auto_resolve: Mapped[bool] = mapped_column(default=True)
     # Flap damping: auto-resolve only after every alert has stayed resolved this long (0: at once).
     hold_resolution_seconds: Mapped[int] = mapped_column(default=0, server_default="0")
+    # vigil.rules.IntegrationRules as JSON: routes, group_by, severity_map. NULL: the defaults.
+    rules: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime
 
 from vigil.contracts import Alert, AlertStatus, Severity
@@ -27,9 +28,9 @@ def map_severity(raw: str | None) -> Severity:
     return SEVERITY_ALIASES.get(raw.strip().lower(), DEFAULT_SEVERITY)
 
 
-def group_key(alert: Alert, group_by: tuple[str, ...] = DEFAULT_GROUP_BY) -> str:
+def group_key(alert: Alert, group_by: Sequence[str] = DEFAULT_GROUP_BY) -> str:
     """`service=checkout|alertname=HighErrorRate`: readable in the UI's GroupKey column."""
-    values = {"service": alert.service, **alert.labels}
+    values = {**alert.labels, "service": alert.service}  # the routed service wins over the raw label
     return "|".join(f"{label}={values.get(label, '')}" for label in group_by)
 
 
@@ -55,6 +56,7 @@ def from_alertmanager(alert: dict, common_labels: dict[str, str], external_url: 
         status=AlertStatus.resolved if alert.get("status") == "resolved" else AlertStatus.firing,
         summary=annotations.get("summary") or annotations.get("description") or name,
         severity=map_severity(labels.get("severity")),
+        raw_severity=labels.get("severity"),
         service=labels.get("service") or labels.get("job") or "unknown",
         source=external_url or "alertmanager",
         labels=labels,
@@ -110,11 +112,14 @@ def from_pagerduty(
     # Alertmanager without templates sends "error" but keeps each alert's severity label in the text:
     # the group is as severe as its most severe alert.
     block_severities = [b["severity"] for b in blocks if "severity" in b]
-    mapped = most_severe(block_severities) if severity == "error" and block_severities else map_severity(severity)
+    from_blocks = severity == "error" and bool(block_severities)
+    mapped = most_severe(block_severities) if from_blocks else map_severity(severity)
+    raw = min(block_severities, key=lambda r: map_severity(r).rank) if from_blocks else severity
     return Alert(
         fingerprint=dedup_key,
         summary=summary,
         severity=mapped,
+        raw_severity=raw,
         service=service,
         source=source,
         labels=labels,

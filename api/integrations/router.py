@@ -6,14 +6,16 @@ from datetime import datetime
 from typing import Literal
 
 from fastapi import APIRouter, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from api.deps import Admin, SessionDep
 from api.errors import ERROR_RESPONSES, ApiError
 from vigil.bootstrap import create_integration
 from vigil.models import Integration
+from vigil.rules import IntegrationRules
 
 router = APIRouter(prefix="/api/v1/integrations", tags=["integrations"])
 ADMIN_ERRORS = {k: ERROR_RESPONSES[k] for k in (401, 403, 404, 409, 422)}
@@ -44,7 +46,13 @@ class IntegrationRead(BaseModel):
     prefix: str
     auto_resolve: bool
     hold_resolution_seconds: int
+    rules: IntegrationRules
     created_at: datetime
+
+    @field_validator("rules", mode="before")
+    @classmethod
+    def _defaults(cls, value: object) -> object:
+        return value or IntegrationRules()
 
 
 class IntegrationCreated(IntegrationRead):
@@ -68,12 +76,27 @@ def list_all(_user: Admin, session: SessionDep) -> list[IntegrationRead]:
     return [IntegrationRead.model_validate(r) for r in session.scalars(select(Integration).order_by(Integration.id))]
 
 
-@router.patch("/{integration_id}", response_model=IntegrationRead, responses=ADMIN_ERRORS)
-def update(integration_id: int, body: IntegrationSettings, _user: Admin, session: SessionDep) -> IntegrationRead:
-    """Applies to incidents opened from now on; running incidents keep what they started with."""
+@router.put("/{integration_id}/rules", response_model=IntegrationRead, responses=ADMIN_ERRORS)
+def put_rules(integration_id: int, body: IntegrationRules, _user: Admin, session: SessionDep) -> IntegrationRead:
+    """Routing (label matchers -> service), `group_by` labels and severity map. Applies to alerts received
+    from now on; open incidents keep their group key."""
+    row = _get(session, integration_id)
+    row.rules = body.model_dump(mode="json")
+    session.commit()
+    return IntegrationRead.model_validate(row)
+
+
+def _get(session: Session, integration_id: int) -> Integration:
     row = session.get(Integration, integration_id)
     if row is None:
         raise ApiError(404, "not_found", f"integration {integration_id} does not exist")
+    return row
+
+
+@router.patch("/{integration_id}", response_model=IntegrationRead, responses=ADMIN_ERRORS)
+def update(integration_id: int, body: IntegrationSettings, _user: Admin, session: SessionDep) -> IntegrationRead:
+    """Applies to incidents opened from now on; running incidents keep what they started with."""
+    row = _get(session, integration_id)
     for name, value in body.model_dump(exclude_none=True).items():
         setattr(row, name, value)
     session.commit()

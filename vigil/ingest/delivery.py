@@ -37,7 +37,7 @@ from vigil.ingest import holding, store
 from vigil.ingest.store import IntegrationInfo
 from vigil.logging import get_logger
 from vigil.models import Incident, Integration
-from vigil.normalize import alertname, group_key
+from vigil.normalize import alertname
 from vigil.settings import Settings
 from vigil.temporal import bounded
 
@@ -95,11 +95,12 @@ class Delivery:
         """Group the batch, then store and deliver each group. Stored first: if Temporal is down the
         caller answers 503, and the alerts wait in the outbox for the sender's retry or the reconciler."""
         result = IngestResult()
+        alerts = [integration.rules.apply(a) for a in alerts]
         if check_holds:
             alerts = await asyncio.to_thread(self._hold, integration, alerts, result)
         groups: dict[str, list[Alert]] = defaultdict(list)
         for alert in alerts:
-            groups[group_key(alert)].append(alert)
+            groups[integration.group_key(alert)].append(alert)
         for key, batch in groups.items():
             number, outcomes = await self._deliver_group(integration, key, batch)
             result.incidents.append(number)
@@ -127,7 +128,7 @@ class Delivery:
     def _hold(self, integration: IntegrationInfo, alerts: Sequence[Alert], result: IngestResult) -> list[Alert]:
         """Store silenced and suppressed alerts apart; return the ones that go on to incidents."""
         with self.sessions.begin() as session:
-            sorted_ = holding.sort_batch(session, alerts, backlog_limit=self.settings.ingest.backlog_limit)
+            sorted_ = holding.sort_batch(session, alerts, integration, backlog_limit=self.settings.ingest.backlog_limit)
             holding.store_held(session, sorted_.held, integration)
         outcomes = sorted_.outcomes
         result.outcomes.update(outcomes)

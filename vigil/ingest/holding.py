@@ -14,7 +14,6 @@ from vigil.contracts import Alert, AlertStatus, Severity
 from vigil.ingest.store import IntegrationInfo, insert_for, row_to_alert
 from vigil.matchers import Matcher, alert_labels, matches_all
 from vigil.models import AlertRow, HeldAlert, IncidentGroup, Silence, utcnow
-from vigil.normalize import group_key
 
 SILENCED, SUPPRESSED = "silenced", "suppressed"
 
@@ -50,9 +49,11 @@ def backlog(session: Session) -> int:
     ) or 0
 
 
-def _already_in_open_incident(session: Session, alerts: Sequence[Alert]) -> set[tuple[str, str]]:
+def _already_in_open_incident(
+    session: Session, alerts: Sequence[Alert], integration: IntegrationInfo
+) -> set[tuple[str, str]]:
     """(group key, fingerprint) of alerts an open incident already holds: their updates must reach it."""
-    keys = {group_key(a) for a in alerts}
+    keys = {integration.group_key(a) for a in alerts}
     rows = session.execute(
         select(IncidentGroup.group_key, AlertRow.fingerprint)
         .join(AlertRow, AlertRow.incident_number == IncidentGroup.incident_number)
@@ -61,15 +62,17 @@ def _already_in_open_incident(session: Session, alerts: Sequence[Alert]) -> set[
     return {(k, fp) for k, fp in rows}
 
 
-def sort_batch(session: Session, alerts: Sequence[Alert], *, backlog_limit: int) -> Sorted:
+def sort_batch(
+    session: Session, alerts: Sequence[Alert], integration: IntegrationInfo, *, backlog_limit: int
+) -> Sorted:
     """Silences first; then, past the backlog limit, `info` alerts are suppressed (never `critical`)."""
     result = Sorted()
     silences = active_silences(session, utcnow())
     overloaded = any(a.severity == Severity.info for a in alerts) and backlog(session) > backlog_limit
-    known = _already_in_open_incident(session, alerts) if (silences or overloaded) else set()
+    known = _already_in_open_incident(session, alerts, integration) if (silences or overloaded) else set()
     for alert in alerts:
         silence = matching_silence(silences, alert) if silences else None
-        if (group_key(alert), alert.fingerprint) in known:
+        if (integration.group_key(alert), alert.fingerprint) in known:
             result.passing.append(alert)
         elif silence is not None:
             result.held.append((alert, SILENCED, silence))
@@ -85,7 +88,7 @@ def store_held(session: Session, held: Sequence[tuple[Alert, str, int | None]], 
     now = utcnow()
     merged: dict[tuple[str, str, str], dict] = {}
     for a, disposition, silence in held:
-        key = (group_key(a), a.fingerprint, disposition)
+        key = (integration.group_key(a), a.fingerprint, disposition)
         row = merged.get(key)
         merged[key] = dict(
             integration_id=integration.id, group_key=key[0], fingerprint=a.fingerprint, disposition=disposition,

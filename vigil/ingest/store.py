@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from vigil.contracts import Alert, AlertStatus, IncidentStatus, Severity
+from vigil.normalize import group_key
+from vigil.rules import IntegrationRules
 from vigil.models import AlertRow, HeldAlert, Incident, IncidentGroup, Integration, utcnow
 
 
@@ -23,10 +25,15 @@ class IntegrationInfo:
     kind: str
     auto_resolve: bool
     hold_resolution_seconds: int = 0
+    rules: IntegrationRules = field(default_factory=IntegrationRules)
 
     @classmethod
     def of(cls, row: Integration) -> IntegrationInfo:
-        return cls(row.id, row.name, row.kind, row.auto_resolve, row.hold_resolution_seconds)
+        rules = IntegrationRules.model_validate(row.rules) if row.rules else IntegrationRules()
+        return cls(row.id, row.name, row.kind, row.auto_resolve, row.hold_resolution_seconds, rules)
+
+    def group_key(self, alert: Alert) -> str:
+        return group_key(alert, self.rules.group_by)
 
 
 def insert_for(session: Session, model: type):  # noqa: ANN202 - dialect-specific Insert
