@@ -290,3 +290,54 @@ async def test_routing_grouping_and_severity_rules_per_integration(
     assert (row.service, row.severity, row.group_key) == ("payments-api", "critical", "service=payments-api|cluster=eu-1")
     state = await handle_of(client, number).query(IncidentWorkflow.state)
     assert sorted(state.alerts) == ["f1", "f2"]
+
+
+async def test_incident_threshold_keeps_alerts_pending_until_n_arrive(
+    api: httpx.AsyncClient, worker: None, keys: Keys, client: Client, inbox: Inbox, sessions: sessionmaker[Session],
+) -> None:
+    admin = keys.auth(keys.admin)
+    created = (await api.post("/api/v1/integrations", json={"name": "noisy"}, headers=admin)).json()
+    rules = {"threshold": {"count": 3, "window_seconds": 600, "immediate_severity": "critical"}}
+    assert (await api.put(f"/api/v1/integrations/{created['id']}/rules", json=rules, headers=admin)).status_code == 200
+
+    async def send(dedup: str, severity: str = "warning", component: str = "disk") -> dict:
+        body = pd_event(created["key"], dedup, severity=severity, component=component, klass="DiskSlow")
+        resp = await api.post("/v2/enqueue", json=body)
+        assert resp.status_code == 202, resp.text
+        return resp.json()
+
+    assert (await send("d1"))["message"] == "Event processed: alert pending"
+    assert (await send("d1"))["message"] == "Event processed: alert pending"  # a repeat is not a second alert
+    assert (await send("d2"))["message"] == "Event processed: alert pending"
+    assert incidents_count(sessions) == 0
+    pending = (await api.get("/api/v1/alerts", params={"status": "pending"}, headers=keys.auth(keys.viewer))).json()
+    assert sorted((a["fingerprint"], a["count"]) for a in pending["items"]) == [("d1", 2), ("d2", 1)]
+
+    third = await send("d3")
+    number = int(third["message"].rsplit("INC-", 1)[1])
+    state = await handle_of(client, number).query(IncidentWorkflow.state)
+    assert sorted(state.alerts) == ["d1", "d2", "d3"]  # the waiting alerts joined the incident
+    await eventually(lambda: len(inbox.for_incident(number)) == 1)
+    released = (await api.get("/api/v1/alerts", params={"status": "pending"}, headers=keys.auth(keys.viewer))).json()
+    assert {a["incident"] for a in released["items"]} == {f"INC-{number}"}
+
+    # A critical alert does not wait.
+    crit = await send("c1", severity="critical", component="db")
+    assert "INC-" in crit["message"]
+
+
+async def test_threshold_counts_racing_requests(
+    api: httpx.AsyncClient, worker: None, keys: Keys, sessions: sessionmaker[Session],
+) -> None:
+    admin = keys.auth(keys.admin)
+    created = (await api.post("/api/v1/integrations", json={"name": "racy"}, headers=admin)).json()
+    await api.put(f"/api/v1/integrations/{created['id']}/rules", json={"threshold": {"count": 5}}, headers=admin)
+    bodies = [pd_event(created["key"], f"r{i}", severity="warning", component="q", klass="Lag") for i in range(5)]
+    responses = await asyncio.gather(*(api.post("/v2/enqueue", json=b) for b in bodies))
+    assert [r.status_code for r in responses] == [202] * 5
+    assert incidents_count(sessions) == 1  # the fifth, whichever it was, opened it
+
+
+def incidents_count(sessions: sessionmaker[Session]) -> int:
+    with sessions() as session:
+        return session.scalar(select(func.count()).select_from(Incident)) or 0

@@ -17,9 +17,19 @@ class Route(BaseModel):
     service: str = Field(min_length=1, max_length=200)
 
 
+class Threshold(BaseModel):
+    """Open an incident once `count` alerts of a group arrived within `window_seconds`, or at once for an alert
+    at least as severe as `immediate_severity`. Until then the alerts are stored as `pending`."""
+
+    count: int = Field(default=1, ge=1, le=10_000)
+    window_seconds: int = Field(default=600, ge=1, le=7 * 24 * 3600)
+    immediate_severity: Severity = Severity.critical
+
+
 class IntegrationRules(BaseModel):
     routes: list[Route] = Field(default_factory=list, max_length=200)
     group_by: list[str] = Field(default_factory=lambda: list(DEFAULT_GROUP_BY), min_length=1, max_length=10)
+    threshold: Threshold = Field(default_factory=Threshold)
     severity_map: dict[str, Severity] = Field(
         default_factory=dict, description="Source severity (case-insensitive) -> critical|high|warning|info"
     )

@@ -26,11 +26,12 @@ class AlertFilter(StrEnum):
     resolved = "resolved"
     silenced = "silenced"
     suppressed = "suppressed"
+    pending = "pending"
 
 
 class AlertItem(AlertRead):
     id: int
-    disposition: str  # incident | silenced | suppressed
+    disposition: str  # incident | silenced | suppressed | pending
     incident: str | None
     group_key: str
     starts_at: datetime | None
@@ -63,7 +64,7 @@ def list_alerts(
         if number is None:
             raise ApiError(422, "validation_error", "incident must look like INC-42 or 42",
                            [{"field": "query.incident", "message": "invalid incident reference", "type": "value_error"}])
-    held_only = status in (AlertFilter.silenced, AlertFilter.suppressed)
+    held_only = status in (AlertFilter.silenced, AlertFilter.suppressed, AlertFilter.pending)
     attached_only = status in (AlertFilter.firing, AlertFilter.resolved) or number is not None
     parts: list[tuple[int, list[AlertItem]]] = []
     if not held_only:

@@ -97,22 +97,26 @@ class Delivery:
         result = IngestResult()
         alerts = [integration.rules.apply(a) for a in alerts]
         if check_holds:
-            alerts = await asyncio.to_thread(self._hold, integration, alerts, result)
+            alerts, promoted = await asyncio.to_thread(self._hold, integration, alerts, result)
+        else:
+            promoted = {}
         groups: dict[str, list[Alert]] = defaultdict(list)
         for alert in alerts:
             groups[integration.group_key(alert)].append(alert)
         for key, batch in groups.items():
-            number, outcomes = await self._deliver_group(integration, key, batch)
+            number, outcomes = await self._deliver_group(integration, key, batch, promoted.get(key, []))
             result.incidents.append(number)
             result.outcomes.update(outcomes)
         return result
 
     async def _deliver_group(
-        self, integration: IntegrationInfo, key: str, batch: list[Alert]
+        self, integration: IntegrationInfo, key: str, batch: list[Alert], promoted: list[int]
     ) -> tuple[int, Counter[str]]:
         lead = _lead(batch)
         for _ in range(MAX_JOIN_ATTEMPTS):
             incident, upserted = await asyncio.to_thread(self._store_batch, key, lead, batch, integration)
+            if promoted:  # stored in the incident's outbox now: the pending rows are released to it
+                await asyncio.to_thread(self._mark_released, dict.fromkeys(promoted, incident.number))
             if not upserted.undelivered and not incident.created:
                 return incident.number, upserted.outcomes  # pure repeats: no Temporal round trip
             try:
@@ -125,8 +129,10 @@ class Delivery:
             return incident.number, upserted.outcomes
         raise GroupKeptClosing(f"group {key} kept closing under us")
 
-    def _hold(self, integration: IntegrationInfo, alerts: Sequence[Alert], result: IngestResult) -> list[Alert]:
-        """Store silenced and suppressed alerts apart; return the ones that go on to incidents."""
+    def _hold(
+        self, integration: IntegrationInfo, alerts: Sequence[Alert], result: IngestResult
+    ) -> tuple[list[Alert], dict[str, list[int]]]:
+        """Store silenced, suppressed and pending alerts apart; return the ones that go on to incidents."""
         with self.sessions.begin() as session:
             sorted_ = holding.sort_batch(session, alerts, integration, backlog_limit=self.settings.ingest.backlog_limit)
             holding.store_held(session, sorted_.held, integration)
@@ -136,7 +142,7 @@ class Delivery:
             SUPPRESSED.labels(integration=integration.name).inc(outcomes[holding.SUPPRESSED])
             log.warning("backpressure: info alerts suppressed", count=outcomes[holding.SUPPRESSED],
                         integration=integration.name)
-        return sorted_.passing
+        return sorted_.passing, sorted_.promoted
 
     def _store_batch(
         self, key: str, lead: Alert, batch: list[Alert], integration: IntegrationInfo

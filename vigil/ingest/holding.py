@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
@@ -15,7 +15,7 @@ from vigil.ingest.store import IntegrationInfo, insert_for, row_to_alert
 from vigil.matchers import Matcher, alert_labels, matches_all
 from vigil.models import AlertRow, HeldAlert, IncidentGroup, Silence, utcnow
 
-SILENCED, SUPPRESSED = "silenced", "suppressed"
+SILENCED, SUPPRESSED, PENDING = "silenced", "suppressed", "pending"
 
 
 @dataclass
@@ -24,6 +24,7 @@ class Sorted:
 
     passing: list[Alert] = field(default_factory=list)
     held: list[tuple[Alert, str, int | None]] = field(default_factory=list)  # alert, disposition, silence id
+    promoted: dict[str, list[int]] = field(default_factory=dict)  # group key -> pending rows now passing
 
     @property
     def outcomes(self) -> Counter[str]:
@@ -80,7 +81,51 @@ def sort_batch(
             result.held.append((alert, SUPPRESSED, None))
         else:
             result.passing.append(alert)
+    if integration.rules.threshold.count > 1:
+        _apply_threshold(session, result, integration)
     return result
+
+
+def _apply_threshold(session: Session, result: Sorted, integration: IntegrationInfo) -> None:
+    """Groups without an open incident open one only at N alerts within the window (or one severe enough);
+    below that their alerts wait as `pending`. Runs under the group row's lock, so racing requests count
+    each other's alerts."""
+    rule = integration.rules.threshold
+    by_group: dict[str, list[Alert]] = {}
+    for alert in result.passing:
+        by_group.setdefault(integration.group_key(alert), []).append(alert)
+    result.passing = []
+    since = utcnow() - timedelta(seconds=rule.window_seconds)
+    for key, alerts in by_group.items():
+        session.execute(
+            insert_for(session, IncidentGroup).values(group_key=key, created_at=utcnow())
+            .on_conflict_do_nothing(index_elements=["group_key"])
+        )
+        group = session.execute(select(IncidentGroup).where(IncidentGroup.group_key == key).with_for_update()).scalar_one()
+        severe = any(a.severity.rank <= rule.immediate_severity.rank for a in alerts if a.status == AlertStatus.firing)
+        if group.incident_number is not None or severe:
+            result.passing += alerts
+            result.promoted[key] = []
+        waiting = session.scalars(
+            select(HeldAlert).where(
+                HeldAlert.integration_id == integration.id, HeldAlert.group_key == key,
+                HeldAlert.disposition == PENDING, HeldAlert.released_at.is_(None),
+                HeldAlert.status == AlertStatus.firing.value, HeldAlert.last_seen >= since,
+            )
+        ).all()
+        if key in result.promoted:
+            waiting_now = waiting
+        else:
+            firing = {a.fingerprint for a in alerts if a.status == AlertStatus.firing} | {w.fingerprint for w in waiting}
+            if len(firing) < rule.count:
+                result.held += [(a, PENDING, None) for a in alerts]
+                continue
+            result.passing += alerts
+            waiting_now = waiting
+        # The waiting alerts join the incident this batch opens (or joins).
+        fresh = {a.fingerprint for a in alerts}
+        result.passing += [row_to_alert(w) for w in waiting_now if w.fingerprint not in fresh]
+        result.promoted[key] = [w.id for w in waiting_now]
 
 
 def store_held(session: Session, held: Sequence[tuple[Alert, str, int | None]], integration: IntegrationInfo) -> None:
