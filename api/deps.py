@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
@@ -49,8 +50,9 @@ class AppState:
                     raise TemporalUnavailable(str(err)) from err
         return self.temporal
 
-    @property
+    @cached_property
     def delivery(self) -> Delivery:
+        """One per process: it caches the outbox size between requests."""
         return Delivery(self.sessions, self.settings, self.temporal_client)
 
     async def bounded(self, call: Awaitable[T]) -> T:

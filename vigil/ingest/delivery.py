@@ -4,6 +4,7 @@ outbox reconciler, so the two can never disagree on how an alert reaches an inci
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from vigil.temporal import bounded
 
 log = get_logger(__name__)
 MAX_JOIN_ATTEMPTS = 3
+BACKLOG_TTL = 2.0
 SUPPRESSED = Counter_(
     "vigil_alerts_suppressed_total", "info alerts stored as suppressed under backpressure", ["integration"]
 )
@@ -83,6 +85,7 @@ class Delivery:
         self.sessions = sessions
         self.settings = settings
         self.client = client
+        self._backlog_value, self._backlog_at = 0, float("-inf")
 
     def _bounded(self, call: Awaitable) -> Awaitable:  # noqa: ANN001
         return bounded(call, self.settings.temporal.update_timeout_seconds)
@@ -133,9 +136,20 @@ class Delivery:
         self, integration: IntegrationInfo, alerts: Sequence[Alert], result: IngestResult
     ) -> tuple[list[Alert], dict[str, list[int]]]:
         """Store silenced, suppressed and pending alerts apart; return the ones that go on to incidents."""
-        with self.sessions.begin() as session:
-            sorted_ = holding.sort_batch(session, alerts, integration, backlog_limit=self.settings.ingest.backlog_limit)
-            holding.store_held(session, sorted_.held, integration)
+        # A write transaction only when something may be held: thresholds lock the group row; otherwise
+        # the check is a read, and most requests hold nothing (on SQLite every write takes the one lock).
+        locking = integration.rules.threshold.count > 1
+        with (self.sessions.begin() if locking else self.sessions()) as session:
+            sorted_ = holding.sort_batch(
+                session, alerts, integration, backlog_limit=self.settings.ingest.backlog_limit, backlog=self._backlog
+            )
+            if sorted_.held:
+                if not locking:
+                    session.rollback()  # end the read; the write below takes its own transaction
+                    with self.sessions.begin() as writer:
+                        holding.store_held(writer, sorted_.held, integration)
+                else:
+                    holding.store_held(session, sorted_.held, integration)
         outcomes = sorted_.outcomes
         result.outcomes.update(outcomes)
         if outcomes[holding.SUPPRESSED]:
@@ -143,6 +157,14 @@ class Delivery:
             log.warning("backpressure: info alerts suppressed", count=outcomes[holding.SUPPRESSED],
                         integration=integration.name)
         return sorted_.passing, sorted_.promoted
+
+    def _backlog(self, session: Session) -> int:
+        """The outbox size, re-counted at most every BACKLOG_TTL seconds: it is a full count, and
+        backpressure only needs to know roughly when the backlog passes its limit."""
+        now = time.monotonic()
+        if now - self._backlog_at > BACKLOG_TTL:
+            self._backlog_value, self._backlog_at = holding.backlog(session), now
+        return self._backlog_value
 
     def _store_batch(
         self, key: str, lead: Alert, batch: list[Alert], integration: IntegrationInfo

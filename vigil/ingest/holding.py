@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -64,7 +64,8 @@ def _already_in_open_incident(
 
 
 def sort_batch(
-    session: Session, alerts: Sequence[Alert], integration: IntegrationInfo, *, backlog_limit: int
+    session: Session, alerts: Sequence[Alert], integration: IntegrationInfo, *, backlog_limit: int,
+    backlog: Callable[[Session], int] = backlog,
 ) -> Sorted:
     """Silences first; then, past the backlog limit, `info` alerts are suppressed (never `critical`)."""
     result = Sorted()

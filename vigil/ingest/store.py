@@ -54,6 +54,14 @@ class OpenIncident:
 
 def join_or_create(session: Session, *, key: str, lead: Alert, integration: IntegrationInfo) -> OpenIncident:
     """The open incident for `key`, creating it if there is none. Atomic under concurrent callers."""
+    # Hot path, a plain read: once a group has its incident the row only changes when it is released,
+    # and a closing incident refuses the alerts (the caller then retries here).
+    found = session.execute(
+        select(Incident).join(IncidentGroup, IncidentGroup.incident_number == Incident.number)
+        .where(IncidentGroup.group_key == key)
+    ).scalar_one_or_none()
+    if found is not None:
+        return OpenIncident(found.number, False, key, found.service, Severity(found.severity), found.title)
     # The group row's primary key serialises racers: losers of the insert wait, then read the winner's row.
     session.execute(
         insert_for(session, IncidentGroup).values(group_key=key, created_at=utcnow()).on_conflict_do_nothing(
@@ -90,14 +98,6 @@ def upsert_alerts(session: Session, *, number: int, alerts: Sequence[Alert], int
     """Store every alert (repeats bump count and last_seen); return those the workflow has not seen yet."""
     occurrences = Counter(a.fingerprint for a in alerts)
     latest = {a.fingerprint: a for a in alerts}
-    before = {
-        fp: status
-        for fp, status in session.execute(
-            select(AlertRow.fingerprint, AlertRow.status).where(
-                AlertRow.incident_number == number, AlertRow.fingerprint.in_(latest)
-            )
-        )
-    }
     now = utcnow()
     rows = [
         dict(
@@ -109,7 +109,9 @@ def upsert_alerts(session: Session, *, number: int, alerts: Sequence[Alert], int
         for a in latest.values()
     ]
     stmt = insert_for(session, AlertRow).values(rows)
-    session.execute(
+    # One statement: the upsert returns each row as it now stands, so what the workflow has not seen yet
+    # (status != delivered_status) is read atomically with the write, without a second query.
+    returned = session.execute(
         stmt.on_conflict_do_update(
             index_elements=["incident_number", "fingerprint"],
             set_={
@@ -119,13 +121,19 @@ def upsert_alerts(session: Session, *, number: int, alerts: Sequence[Alert], int
                 "last_seen": stmt.excluded.last_seen,
                 "count": AlertRow.count + stmt.excluded.count,
             },
-        )
-    )
+        ).returning(AlertRow.fingerprint, AlertRow.status, AlertRow.delivered_status, AlertRow.first_seen)
+    ).all()
     outcomes: Counter[str] = Counter()
-    for fp, a in latest.items():
-        outcome = "new" if fp not in before else ("changed" if before[fp] != a.status.value else "repeat")
-        outcomes[outcome] += occurrences[fp]
-    return UpsertResult(undelivered=undelivered(session, number=number, fingerprints=list(latest)), outcomes=outcomes)
+    pending: set[str] = set()
+    for fp, status, delivered, first_seen in returned:
+        inserted = first_seen == now  # an existing row keeps its older first_seen
+        if delivered != status:
+            pending.add(fp)
+        # Every copy of a new fingerprint after the first is already a repeat.
+        outcome = "new" if inserted else ("changed" if delivered != status else "repeat")
+        outcomes[outcome] += 1
+        outcomes["repeat"] += occurrences[fp] - 1
+    return UpsertResult(undelivered=[a for fp, a in latest.items() if fp in pending], outcomes=outcomes)
 
 
 def undelivered(session: Session, *, number: int, fingerprints: Sequence[str] | None = None) -> list[Alert]:
