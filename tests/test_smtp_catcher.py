@@ -32,7 +32,7 @@ def eventually(probe: Callable[[], T | None], timeout: float = 5.0, interval: fl
             return result
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
+        time.sleep(interval)  # eventually: poll interval
 
 
 def test_message_is_stored_as_eml(tmp_path: Path) -> None:

@@ -125,14 +125,9 @@ class IncidentGroup(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
-class AlertRow(Base):
-    __tablename__ = "alerts"
-    __table_args__ = (UniqueConstraint("incident_number", "fingerprint"),)
+class AlertFields:
+    """What every stored alert carries, in an incident or held: source status, payload, counts."""
 
-    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
-    incident_number: Mapped[int] = mapped_column(ForeignKey("incidents.number"), index=True)
-    integration_id: Mapped[int] = mapped_column(ForeignKey("integrations.id"))
-    fingerprint: Mapped[str] = mapped_column(String(255), index=True)
     status: Mapped[str] = mapped_column(String(16))
     summary: Mapped[str] = mapped_column(String(1024))
     severity: Mapped[str] = mapped_column(String(16))
@@ -145,6 +140,16 @@ class AlertRow(Base):
     first_seen: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     count: Mapped[int] = mapped_column(default=1)
+
+
+class AlertRow(AlertFields, Base):
+    __tablename__ = "alerts"
+    __table_args__ = (UniqueConstraint("incident_number", "fingerprint"),)
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    incident_number: Mapped[int] = mapped_column(ForeignKey("incidents.number"), index=True)
+    integration_id: Mapped[int] = mapped_column(ForeignKey("integrations.id"))
+    fingerprint: Mapped[str] = mapped_column(String(255), index=True)
     # The status last delivered to the workflow; differs from `status` while a change sits in the outbox.
     delivered_status: Mapped[str | None] = mapped_column(String(16))
 
@@ -197,7 +202,7 @@ class Silence(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
-class HeldAlert(Base):
+class HeldAlert(AlertFields, Base):
     """An alert stored but kept out of incidents: `silenced` or `suppressed` (backpressure). Never dropped.
 
     A silenced alert that still fires when its silence ends is released into an incident then.
@@ -210,19 +215,7 @@ class HeldAlert(Base):
     integration_id: Mapped[int] = mapped_column(ForeignKey("integrations.id"))
     group_key: Mapped[str] = mapped_column(String(512), index=True)
     fingerprint: Mapped[str] = mapped_column(String(255), index=True)
-    disposition: Mapped[str] = mapped_column(String(16))  # silenced | suppressed
+    disposition: Mapped[str] = mapped_column(String(16))  # silenced | suppressed | pending
     silence_id: Mapped[int | None] = mapped_column(ForeignKey("silences.id"))
-    status: Mapped[str] = mapped_column(String(16))
-    summary: Mapped[str] = mapped_column(String(1024))
-    severity: Mapped[str] = mapped_column(String(16))
-    service: Mapped[str] = mapped_column(String(200))
-    source: Mapped[str] = mapped_column(String(255), default="")
-    labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
-    annotations: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
-    starts_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    ends_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    first_seen: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
-    last_seen: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
-    count: Mapped[int] = mapped_column(default=1)
     released_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     released_to: Mapped[int | None] = mapped_column(ForeignKey("incidents.number"))

@@ -129,8 +129,11 @@ def upsert_alerts(session: Session, *, number: int, alerts: Sequence[Alert], int
         inserted = first_seen == now  # an existing row keeps its older first_seen
         if delivered != status:
             pending.add(fp)
-        # Every copy of a new fingerprint after the first is already a repeat.
-        outcome = "new" if inserted else ("changed" if delivered != status else "repeat")
+        # A status change differs from what was delivered; a repeat of an alert whose first delivery is
+        # still in flight (delivered is None) is a repeat, though it goes to the workflow again (a no-op there).
+        # Every copy of a new fingerprint after the first is a repeat.
+        changed = delivered is not None and delivered != status
+        outcome = "new" if inserted else ("changed" if changed else "repeat")
         outcomes[outcome] += 1
         outcomes["repeat"] += occurrences[fp] - 1
     return UpsertResult(undelivered=[a for fp, a in latest.items() if fp in pending], outcomes=outcomes)
