@@ -63,4 +63,10 @@ def _app_from_env() -> FastAPI:
     return create_app(settings)
 
 
-app = _app_from_env()
+def __getattr__(name: str) -> FastAPI:
+    """`uvicorn api.main:app` builds the app from the environment on first access, not on import, so that
+    importing create_app (tests, bench) opens no database and leaves logging alone."""
+    if name == "app":
+        globals()["app"] = built = _app_from_env()
+        return built
+    raise AttributeError(name)

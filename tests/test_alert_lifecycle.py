@@ -341,3 +341,38 @@ async def test_threshold_counts_racing_requests(
 def incidents_count(sessions: sessionmaker[Session]) -> int:
     with sessions() as session:
         return session.scalar(select(func.count()).select_from(Incident)) or 0
+
+
+async def test_reconciler_reroutes_alerts_whose_incident_closed_before_delivery(
+    api: httpx.AsyncClient, worker: None, keys: Keys, client: Client, skipper: TimeSkipper,
+    sessions: sessionmaker[Session], settings,  # noqa: ANN001
+) -> None:
+    """An alert stored for an incident that then closed (Temporal was down meanwhile) opens the next one."""
+    from vigil.ingest.delivery import Delivery
+
+    await post_alertmanager(api, keys.integration, am_body(FIRING))
+    number = incident_row_number(sessions)
+    await post_alertmanager(api, keys.integration, am_body(RESOLVED))
+    handle = handle_of(client, number)
+    await eventually(lambda: incident_row(sessions, number).status == "resolved")
+    await skipper.fast_forward(handle, timedelta(minutes=6))
+    await handle.result()
+    with sessions.begin() as session:  # stored, never delivered: what a Temporal outage leaves behind
+        [row] = session.scalars(select(AlertRow).where(AlertRow.incident_number == number))
+        session.add(AlertRow(
+            incident_number=number, integration_id=row.integration_id, fingerprint="late", status="firing",
+            summary="late alert", severity="critical", service=row.service, labels=row.labels,
+        ))
+
+    async def get() -> Client:
+        return client
+
+    delivery = Delivery(sessions, settings, get)
+    result = await delivery.redeliver_outbox()
+    assert (result.rerouted, result.delivered) == (1, 0)
+    successor = incident_row_number(sessions)
+    assert successor == number + 1
+    state = await handle_of(client, successor).query(IncidentWorkflow.state)
+    assert list(state.alerts) == ["late"]
+    again = await delivery.redeliver_outbox()
+    assert (again.incidents, again.rerouted) == (0, 0)
