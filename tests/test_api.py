@@ -161,7 +161,11 @@ async def test_temporal_down_answers_503_and_keeps_the_alert(
 
 
 async def test_no_worker_answers_503_within_the_deadline(settings, keys: Keys, client, sessions) -> None:  # noqa: ANN001
-    """A worker deploy gap must not hang senders: 503 after the update deadline, alert kept."""
+    """A worker deploy gap must not hang senders or lose alerts.
+
+    A new incident's start is durable in Temporal without a worker (202; the workflow runs when one comes
+    back). What needs the workflow to answer (a later alert, an ack) gets 503 after the deadline, alert kept.
+    """
     from sqlalchemy import select
 
     from api.main import create_app
@@ -172,10 +176,18 @@ async def test_no_worker_answers_503_within_the_deadline(settings, keys: Keys, c
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://vigil.test") as http:
         ready = await http.get("/readyz")
         assert ready.status_code == 200 and ready.json()["checks"]["worker"].startswith("error")
+        opened = await http.post("/v2/enqueue", json=pd_event(keys.integration, "first"))
+        assert opened.status_code == 202, opened.text
+        number = int(opened.json()["message"].rsplit("INC-", 1)[1])
         err = assert_error(await http.post("/v2/enqueue", json=pd_event(keys.integration, "waiting")), 503, "workflow_timeout")
         assert "worker" in err["message"]
+        ack = await http.post(f"/api/v1/incidents/{number}/acknowledge", headers=keys.auth(keys.admin))
+        assert_error(ack, 503, "workflow_timeout")
     with sessions() as session:
         assert session.scalar(select(AlertRow.fingerprint).where(AlertRow.delivered_status.is_(None))) == "waiting"
+    # The first alert is in the workflow's start input, durable in Temporal's history.
+    history = await client.get_workflow_handle(f"INC-{number}").fetch_history()
+    assert "first" in history.events[0].workflow_execution_started_event_attributes.input.payloads[0].data.decode()
 
 
 async def test_real_http_server(live_api: str, worker: None, keys: Keys) -> None:

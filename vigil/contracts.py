@@ -133,6 +133,8 @@ class IncidentInput(BaseModel):
     public_url: str = "http://127.0.0.1:8000"
     temporal_ui_url: str = "http://127.0.0.1:8233"
     namespace: str = "default"
+    # The batch that opened the incident (a plain start carries it; later batches arrive as updates).
+    alerts: list[Alert] = Field(default_factory=list)
     # Carried across continue-as-new.
     state: IncidentState | None = None
 

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         ActorKind,
         AddAlertsInput,
         AddAlertsResult,
+        Alert,
         AlertState,
         AlertStatus,
         EscalationStep,
@@ -86,6 +87,8 @@ class IncidentWorkflow:
     async def run(self, inp: IncidentInput) -> IncidentResult:
         if inp.state is None:
             self._record("triggered", SOURCE, f"Incident opened: {self.s.title}")
+            if inp.alerts:
+                self._take_alerts(inp.alerts)
         # Projection runs beside the incident, never in its way: a database outage delays the rows, not the pages.
         projector = asyncio.create_task(self._project_forever())
         if self.s.policy is None:
@@ -286,9 +289,12 @@ class IncidentWorkflow:
 
     @workflow.update(name=ADD_ALERTS)
     def add_alerts(self, inp: AddAlertsInput) -> AddAlertsResult:
+        return self._take_alerts(inp.alerts)
+
+    def _take_alerts(self, alerts: list[Alert]) -> AddAlertsResult:
         new, reopened = 0, False
         refired = False
-        for alert in inp.alerts:
+        for alert in alerts:
             known = self.s.alerts.get(alert.fingerprint)
             if known is None:
                 new += 1

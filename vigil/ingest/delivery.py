@@ -185,30 +185,19 @@ class Delivery:
 
     async def _send(
         self, integration: IntegrationInfo, incident: store.OpenIncident, alerts: list[Alert], lead: Alert
-    ) -> AddAlertsResult:
-        """Update-with-start: starts INC-<n> if needed and hands it the batch, atomically."""
+    ) -> None:
+        """Hand the batch to INC-<n>: a plain start carrying it for a new incident, else update-with-start.
+
+        A start is durable once it returns and does not wait for a worker, so opening an incident costs one
+        start (update-with-start waits for the workflow's first task: docs/benchmarks.md). Whoever created the
+        incident row starts it; if the workflow exists already (a joiner's update-with-start got there first,
+        or a retry), the batch goes as an update like any other.
+        """
         s = self.settings
         wid = workflow_id(incident.number)
-        start = WithStartWorkflowOperation(
-            INCIDENT_WORKFLOW,
-            IncidentInput(
-                number=incident.number,
-                group_key=incident.group_key,
-                service=incident.service,
-                severity=incident.severity,
-                title=incident.title,
-                integration_id=integration.id,
-                integration_name=integration.name,
-                auto_resolve=integration.auto_resolve,
-                hold_resolution_seconds=integration.hold_resolution_seconds,
-                reopen_window_seconds=s.core.reopen_window_seconds,
-                public_url=s.core.public_url,
-                temporal_ui_url=s.temporal.ui_url,
-                namespace=s.temporal.namespace,
-            ),
+        options = dict(
             id=wid,
             task_queue=s.temporal.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             # A closed INC-<n> must never be started again under the same number.
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=TypedSearchAttributes(
@@ -223,9 +212,36 @@ class Delivery:
             static_summary=f"{wid} [{incident.severity.value}] {incident.service}: {alertname(lead)}",
             static_details=_static_details(incident, lead, integration, s.core.public_url),
         )
+        inp = IncidentInput(
+            number=incident.number,
+            group_key=incident.group_key,
+            service=incident.service,
+            severity=incident.severity,
+            title=incident.title,
+            integration_id=integration.id,
+            integration_name=integration.name,
+            auto_resolve=integration.auto_resolve,
+            hold_resolution_seconds=integration.hold_resolution_seconds,
+            reopen_window_seconds=s.core.reopen_window_seconds,
+            public_url=s.core.public_url,
+            temporal_ui_url=s.temporal.ui_url,
+            namespace=s.temporal.namespace,
+        )
         client = await self.client()
+        if incident.created:
+            try:
+                await client.start_workflow(
+                    INCIDENT_WORKFLOW, inp.model_copy(update={"alerts": alerts}),
+                    id_conflict_policy=WorkflowIDConflictPolicy.FAIL, **options,
+                )
+                return
+            except WorkflowAlreadyStartedError:
+                pass  # running (or closed): deliver as an update below
+        start = WithStartWorkflowOperation(
+            INCIDENT_WORKFLOW, inp, id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING, **options
+        )
         try:
-            return await self._bounded(
+            await self._bounded(
                 client.execute_update_with_start_workflow(
                     ADD_ALERTS, AddAlertsInput(alerts=alerts), start_workflow_operation=start,
                     result_type=AddAlertsResult,
@@ -236,9 +252,11 @@ class Delivery:
                 raise IncidentClosedError from err
             raise
         except WorkflowAlreadyStartedError as err:
+            _consume(start)
             raise IncidentClosedError from err
         except RPCError as err:
             if err.status == RPCStatusCode.ALREADY_EXISTS:
+                _consume(start)
                 raise IncidentClosedError from err
             raise
 
@@ -365,6 +383,13 @@ class Delivery:
         with self.sessions() as session:
             row = store.open_alert(session, integration=integration, fingerprint=dedup_key)
             return row.incident_number if row else None
+
+
+def _consume(start: WithStartWorkflowOperation) -> None:
+    """The refused start's handle future holds the same error; read it so asyncio does not log it as lost."""
+    future = start._workflow_handle  # noqa: SLF001 - the SDK exposes it only as an awaitable
+    if future.done() and not future.cancelled():
+        future.exception()
 
 
 def _static_details(incident: store.OpenIncident, lead: Alert, integration: IntegrationInfo, public_url: str) -> str:
