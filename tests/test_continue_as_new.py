@@ -14,13 +14,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import TimeSkipper, TimeSkippingConfig, WorkflowEnvironment
 
-from tests.conftest import TEMPORAL_BIN, Inbox, Keys
+from tests.conftest import Inbox, Keys, start_dev_server
 from tests.flows import attempts, handle_of, trigger
 from tests.helpers import eventually, pd_event
-from vigil import search_attributes as sa
 from vigil.models import TimelineEvent
 from workflows.incident import IncidentWorkflow
 
@@ -29,15 +27,7 @@ SUGGEST_AFTER_EVENTS = 60
 
 @pytest.fixture(scope="module")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(TEMPORAL_BIN),
-        data_converter=pydantic_data_converter,
-        search_attributes=[sa.INCIDENT_NUMBER, sa.INCIDENT_STATUS, sa.SEVERITY, sa.SERVICE, sa.GROUP_KEY],
-        dev_server_extra_args=[
-            "--dynamic-config-value", "frontend.WorkflowTimeSkippingEnabled=true",
-            "--dynamic-config-value", f"limit.historyCount.suggestContinueAsNew={SUGGEST_AFTER_EVENTS}",
-        ],
-    )
+    env = await start_dev_server(f"limit.historyCount.suggestContinueAsNew={SUGGEST_AFTER_EVENTS}")
     yield env
     await env.shutdown()
 

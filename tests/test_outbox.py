@@ -15,13 +15,11 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import TEMPORAL_BIN, Keys, free_port
+from tests.conftest import Keys, free_port, start_dev_server
 from tests.flows import handle_of, trigger
 from tests.helpers import eventually, pd_event
-from vigil import search_attributes as sa
 from vigil.models import AlertRow, Incident, TimelineEvent
 from vigil.schedules import ensure_reconcile_schedule
 from vigil.settings import Settings
@@ -34,13 +32,7 @@ class RestartableServer:
         self.env: WorkflowEnvironment | None = None
 
     async def start(self) -> Client:
-        self.env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=str(TEMPORAL_BIN),
-            data_converter=pydantic_data_converter,
-            port=self.port,
-            dev_server_database_filename=str(self.db_file),
-            search_attributes=[sa.INCIDENT_NUMBER, sa.INCIDENT_STATUS, sa.SEVERITY, sa.SERVICE, sa.GROUP_KEY],
-        )
+        self.env = await start_dev_server(port=self.port, dev_server_database_filename=str(self.db_file))
         return self.env.client
 
     async def stop(self) -> None:

@@ -22,6 +22,7 @@ SERVICE = SearchAttributeKey.for_keyword("Service")
 GROUP_KEY = SearchAttributeKey.for_keyword("GroupKey")
 ASSIGNEE = SearchAttributeKey.for_keyword("Assignee")
 JIRA_KEY = SearchAttributeKey.for_keyword("JiraKey")
+ALL_KEYS = (INCIDENT_NUMBER, INCIDENT_STATUS, SEVERITY, SERVICE, GROUP_KEY, ASSIGNEE, JIRA_KEY)
 
 
 def cli_flags() -> list[str]:

@@ -49,12 +49,12 @@ async def enqueue(event: PagerDutyEvent, state: StateDep) -> PagerDutyResponse:
     elif event.event_action == "acknowledge":
         assert event.dedup_key
         dedup_key = event.dedup_key
-        number = await service.acknowledge_by_dedup_key(state, integration, dedup_key)
+        number = await state.delivery.acknowledge_by_dedup_key(integration, dedup_key)
         message = f"Event processed: INC-{number} acknowledged" if number else "Event processed: no open alert with this dedup_key"
     else:
         assert event.dedup_key
         dedup_key = event.dedup_key
-        number = await service.resolve_by_dedup_key(state, integration, dedup_key)
+        number = await state.delivery.resolve_by_dedup_key(integration, dedup_key)
         message = f"Event processed: alert resolved in INC-{number}" if number else "Event processed: no open alert with this dedup_key"
     INGEST_REQUESTS.labels(endpoint="enqueue", status="202").inc()
     log.info("pagerduty event", action=event.event_action, dedup_key=dedup_key, integration=integration.name)

@@ -17,10 +17,3 @@ async def ingest(state: AppState, integration: IntegrationInfo, alerts: Sequence
     except GroupKeptClosing as err:
         raise ApiError(503, "conflict_retry", f"{err}; retry", headers={"Retry-After": "1"}) from err
 
-
-async def resolve_by_dedup_key(state: AppState, integration: IntegrationInfo, dedup_key: str) -> int | None:
-    return await state.delivery.resolve_by_dedup_key(integration, dedup_key)
-
-
-async def acknowledge_by_dedup_key(state: AppState, integration: IntegrationInfo, dedup_key: str) -> int | None:
-    return await state.delivery.acknowledge_by_dedup_key(integration, dedup_key)

@@ -139,14 +139,12 @@ def upsert_alerts(session: Session, *, number: int, alerts: Sequence[Alert], int
     return UpsertResult(undelivered=[a for fp, a in latest.items() if fp in pending], outcomes=outcomes)
 
 
-def undelivered(session: Session, *, number: int, fingerprints: Sequence[str] | None = None) -> list[Alert]:
+def undelivered(session: Session, *, number: int) -> list[Alert]:
     """Alerts whose current status has not reached the workflow yet (the outbox)."""
     query = select(AlertRow).where(
         AlertRow.incident_number == number,
         or_(AlertRow.delivered_status.is_(None), AlertRow.delivered_status != AlertRow.status),
     )
-    if fingerprints is not None:
-        query = query.where(AlertRow.fingerprint.in_(fingerprints))
     return [row_to_alert(r) for r in session.scalars(query.order_by(AlertRow.id))]
 
 
