@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -108,21 +109,11 @@ def upsert_alerts(session: Session, *, number: int, alerts: Sequence[Alert], int
         )
         for a in latest.values()
     ]
-    stmt = insert_for(session, AlertRow).values(rows)
     # One statement: the upsert returns each row as it now stands, so what the workflow has not seen yet
-    # (status != delivered_status) is read atomically with the write, without a second query.
-    returned = session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["incident_number", "fingerprint"],
-            set_={
-                "status": stmt.excluded.status,
-                "summary": stmt.excluded.summary,
-                "ends_at": stmt.excluded.ends_at,
-                "last_seen": stmt.excluded.last_seen,
-                "count": AlertRow.count + stmt.excluded.count,
-            },
-        ).returning(AlertRow.fingerprint, AlertRow.status, AlertRow.delivered_status, AlertRow.first_seen)
-    ).all()
+    # (status != delivered_status) is read atomically with the write, without a second query. Executed
+    # with a parameter list (SQLAlchemy's "insertmanyvalues"), so the statement is compiled once per process
+    # and cached, not rebuilt with literal rows on every request.
+    returned = session.connection().execute(_upsert_statement(session.get_bind().dialect.name), rows).all()
     outcomes: Counter[str] = Counter()
     pending: set[str] = set()
     for fp, status, delivered, first_seen in returned:
@@ -137,6 +128,21 @@ def upsert_alerts(session: Session, *, number: int, alerts: Sequence[Alert], int
         outcomes[outcome] += 1
         outcomes["repeat"] += occurrences[fp] - 1
     return UpsertResult(undelivered=[a for fp, a in latest.items() if fp in pending], outcomes=outcomes)
+
+
+@functools.cache
+def _upsert_statement(dialect: str):  # noqa: ANN202 - dialect-specific Insert
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(AlertRow)
+    return stmt.on_conflict_do_update(
+        index_elements=["incident_number", "fingerprint"],
+        set_={
+            "status": stmt.excluded.status,
+            "summary": stmt.excluded.summary,
+            "ends_at": stmt.excluded.ends_at,
+            "last_seen": stmt.excluded.last_seen,
+            "count": AlertRow.count + stmt.excluded.count,
+        },
+    ).returning(AlertRow.fingerprint, AlertRow.status, AlertRow.delivered_status, AlertRow.first_seen)
 
 
 def undelivered(session: Session, *, number: int) -> list[Alert]:
