@@ -28,6 +28,7 @@ import os
 import platform
 import random
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -106,6 +107,7 @@ class BenchConfig:
     log_level: str = "INFO"
     log_file: Path | None = None
     seed: int = 1
+    single_process: bool = False  # API and worker inside the bench process, instead of their own processes
 
     def scaled(self, factor: int) -> BenchConfig:
         """--quick: every workload divided by `factor` (structure kept: same fingerprints and groups)."""
@@ -136,8 +138,7 @@ class Load:
     latencies: list[float]
     errors: Counter[str]
     never_accepted: int
-    cpu_bench: float = float("nan")  # CPU seconds of this process (API, worker, senders) during the burst
-    cpu_temporal: float = float("nan")  # CPU seconds of the Temporal dev server during the burst
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds of each process during the burst
 
     @property
     def rate(self) -> float:
@@ -157,9 +158,11 @@ class Load:
             f"{self.label}: {self.items} {self.unit} in {self.seconds:.2f} s "
             f"= {self.rate:,.1f} {self.unit}/s "
             f"({self.jobs} calls; latency p50 {p50:.1f} ms, p99 {p99:.1f} ms"
-            f"{errs}{lost}; CPU busy: bench process {self.cpu_bench / self.seconds:.0%}, "
-            f"Temporal server {self.cpu_temporal / self.seconds:.0%} of one core)"
+            f"{errs}{lost}; CPU busy: {self.cpu_busy()} of one core)"
         )
+
+    def cpu_busy(self) -> str:
+        return ", ".join(f"{name} {seconds / self.seconds:.0%}" for name, seconds in self.cpu.items())
 
 
 @dataclass
@@ -325,33 +328,101 @@ async def vigil_stack(cfg: BenchConfig, tmp: Path) -> AsyncIterator[Stack]:
         api=ApiSettings(),
         worker=WorkerSettings(metrics_port=0, graceful_shutdown_seconds=1),
     )
+    vigil = _vigil_in_process if cfg.single_process else _vigil_processes
     try:
-        with ThreadPoolExecutor(max_workers=settings.worker.max_concurrent_activities) as executor:
-            async with (
-                build_worker(env.client, settings, sessions, executor),
-                Worker(env.client, task_queue=BASELINE_TASK_QUEUE, workflows=[BaselineWorkflow]),
-            ):
-                port = _free_port()
-                server = uvicorn.Server(
-                    uvicorn.Config(
-                        create_app(settings, env.client), host="127.0.0.1", port=port,
-                        log_config=None, lifespan="off",
-                    )
-                )
-                serving = asyncio.create_task(server.serve())
-                while not server.started:
-                    if serving.done():
-                        await serving  # surfaces the startup error
-                    await asyncio.sleep(0.05)
-                try:
-                    yield Stack(env.client, sessions, f"http://127.0.0.1:{port}", key, integration_id, emails)
-                finally:
-                    server.should_exit = True
-                    await serving
+        async with (
+            Worker(env.client, task_queue=BASELINE_TASK_QUEUE, workflows=[BaselineWorkflow]),
+            vigil(settings, env.client, sessions, cfg.log_file or tmp / "vigil.log") as base_url,
+        ):
+            yield Stack(env.client, sessions, base_url, key, integration_id, emails)
     finally:
         await env.shutdown()
         smtp.stop()
         engine.dispose()
+
+
+@asynccontextmanager
+async def _vigil_in_process(
+    settings: Settings, client: Client, sessions: sessionmaker[Session], _log: Path
+) -> AsyncIterator[str]:
+    """--single-process: the worker and the API (uvicorn) share the bench's interpreter and event loop."""
+    with ThreadPoolExecutor(max_workers=settings.worker.max_concurrent_activities) as executor:
+        async with build_worker(client, settings, sessions, executor):
+            port = _free_port()
+            server = uvicorn.Server(
+                uvicorn.Config(
+                    create_app(settings, client), host="127.0.0.1", port=port, log_config=None, lifespan="off"
+                )
+            )
+            serving = asyncio.create_task(server.serve())
+            while not server.started:
+                if serving.done():
+                    await serving  # surfaces the startup error
+                await asyncio.sleep(0.05)
+            try:
+                yield f"http://127.0.0.1:{port}"
+            finally:
+                server.should_exit = True
+                await serving
+
+
+@asynccontextmanager
+async def _vigil_processes(
+    settings: Settings, _client: Client, _sessions: sessionmaker[Session], log: Path
+) -> AsyncIterator[str]:
+    """The default, as deployed (Makefile, docker-compose): `python worker.py` and `uvicorn api.main:app`,
+    each its own process, configured through the environment; both log JSON into `log`."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "VIGIL_DATABASE_URL": settings.core.database_url, "VIGIL_DATA_DIR": str(settings.core.data_dir),
+        "VIGIL_LOG_FORMAT": "json", "VIGIL_LOG_LEVEL": settings.core.log_level,
+        "VIGIL_TEMPORAL_ADDRESS": settings.temporal.address, "VIGIL_TEMPORAL_TASK_QUEUE": settings.temporal.task_queue,
+        "VIGIL_SMTP_HOST": settings.smtp.host, "VIGIL_SMTP_PORT": str(settings.smtp.port),
+        "VIGIL_WORKER_METRICS_PORT": "0", "VIGIL_WORKER_GRACEFUL_SHUTDOWN_SECONDS": "1",
+    }
+    commands = {
+        "worker process": [sys.executable, "worker.py"],
+        "API process": [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port)],
+    }
+    with open(log, "a") as out:  # noqa: ASYNC230 - opened once, before anything is measured
+        procs = {
+            name: subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+            for name, argv in commands.items()
+        }
+        PROCESS_NAMES.update({p.pid: name for name, p in procs.items()})
+        try:
+            base_url = f"http://127.0.0.1:{port}"
+            await _wait_ready(base_url, procs, log)
+            yield base_url
+        finally:
+            for proc in procs.values():
+                proc.terminate()
+            for name, proc in procs.items():
+                try:
+                    await asyncio.to_thread(proc.wait, 30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    progress(f"{name} did not stop within 30 s of SIGTERM; killed")
+
+
+async def _wait_ready(base_url: str, procs: dict[str, subprocess.Popen], log: Path) -> None:
+    """Until /readyz says the API reaches the DB and Temporal and sees a worker polling (deadline 60 s)."""
+    deadline = time.monotonic() + 60
+    async with httpx.AsyncClient(base_url=base_url, timeout=5) as http:
+        while True:
+            for name, proc in procs.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {proc.returncode}; see {log}")
+            try:
+                checks = (await http.get("/readyz")).json().get("checks", {})
+                if checks.get("database") == checks.get("temporal") == checks.get("worker") == "ok":
+                    return
+            except httpx.HTTPError:
+                pass  # not listening yet
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the API was not ready with a worker within 60 s; see {log}")
+            await asyncio.sleep(0.2)
 
 
 # --- load generation --------------------------------------------------------------------------------
@@ -384,25 +455,28 @@ async def run_concurrently(
     await asyncio.gather(*(sender(i) for i in range(concurrency)))
     seconds = time.perf_counter() - start
     cpu_after = cpu_seconds()
-    return Load(
-        label, unit, len(jobs), totals["items"], seconds, latencies, errors, totals["never"],
-        cpu_after[0] - cpu_before[0], cpu_after[1] - cpu_before[1],
-    )
+    cpu = {name: cpu_after[name] - cpu_before.get(name, 0.0) for name in cpu_after}
+    return Load(label, unit, len(jobs), totals["items"], seconds, latencies, errors, totals["never"], cpu)
 
 
-def cpu_seconds() -> tuple[float, float]:
-    """CPU time so far of this process (all threads) and of its child processes (the Temporal dev server)."""
+PROCESS_NAMES: dict[int, str] = {}  # child pid -> the name the report gives it (Vigil's API and worker)
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU time so far of this process (all threads) and of each child process: the Temporal dev server and,
+    unless --single-process, Vigil's API and worker."""
     own = os.times()
-    children = 0.0
+    out = {"bench process": own.user + own.system}
     try:
         tick = os.sysconf("SC_CLK_TCK")
         for task in Path("/proc/self/task").iterdir():
             for pid in (task / "children").read_text().split():
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                children += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+                name = PROCESS_NAMES.get(int(pid), "Temporal server")
+                out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick  # utime, stime
     except OSError:
-        children = float("nan")  # not Linux, or a child exited mid-read
-    return own.user + own.system, children
+        out["children"] = float("nan")  # not Linux, or a child exited mid-read
+    return out
 
 
 @asynccontextmanager
@@ -762,6 +836,8 @@ def report(r: Results) -> str:
         f"fingerprints in {cfg.groups} groups, {cfg.alerts_per_request} alert(s) per request; baseline "
         f"{cfg.signals} signals over {cfg.signal_workflows} workflows; "
         f"{cfg.incidents} new incidents / bare starts",
+        "vigil: " + ("API and worker inside the bench process (--single-process)" if cfg.single_process
+                     else "API (uvicorn api.main:app) and worker (python worker.py) in their own processes"),
         "",
         "-- (a) duplicate storm --",
         storm.line(),
@@ -832,6 +908,8 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
     p.add_argument("--log-level", default=d.log_level,
                    help="Vigil's log level; the JSON log goes to a file (default %(default)s)")
     p.add_argument("--log-file", type=Path, default=None, help="keep Vigil's log here (default: temp dir)")
+    p.add_argument("--single-process", action="store_true",
+                   help="run Vigil's API and worker inside the bench process (default: their own processes)")
     p.add_argument("--seed", type=int, default=d.seed, help="shuffle seed (default %(default)s)")
     a = p.parse_args(argv)
     if a.fingerprints % a.groups:
@@ -841,7 +919,7 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
         alerts_per_request=a.alerts_per_request,
         signals=a.signals, signal_workflows=a.signal_workflows, incidents=a.incidents,
         concurrency=a.concurrency, database_url=a.database_url, log_level=a.log_level, log_file=a.log_file,
-        seed=a.seed,
+        seed=a.seed, single_process=a.single_process,
     )
     return cfg.scaled(10) if a.quick else cfg
 

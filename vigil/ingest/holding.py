@@ -97,7 +97,7 @@ def _apply_threshold(session: Session, result: Sorted, integration: IntegrationI
         by_group.setdefault(integration.group_key(alert), []).append(alert)
     result.passing = []
     since = utcnow() - timedelta(seconds=rule.window_seconds)
-    for key, alerts in by_group.items():
+    for key, alerts in sorted(by_group.items()):  # one lock order for every writer, or PostgreSQL deadlocks
         session.execute(
             insert_for(session, IncidentGroup).values(group_key=key, created_at=utcnow())
             .on_conflict_do_nothing(index_elements=["group_key"])
@@ -145,7 +145,8 @@ def store_held(session: Session, held: Sequence[tuple[Alert, str, int | None]], 
         )
     if not merged:
         return
-    stmt = insert_for(session, HeldAlert).values(list(merged.values()))
+    # Rows in key order, the one lock order for every writer (PostgreSQL deadlocks on crossed orders).
+    stmt = insert_for(session, HeldAlert).values([row for _, row in sorted(merged.items())])
     session.execute(
         stmt.on_conflict_do_update(
             index_elements=["integration_id", "group_key", "fingerprint", "disposition"],

@@ -100,6 +100,8 @@ def upsert_alerts(session: Session, *, number: int, alerts: Sequence[Alert], int
     occurrences = Counter(a.fingerprint for a in alerts)
     latest = {a.fingerprint: a for a in alerts}
     now = utcnow()
+    # Rows in one order for every writer (by fingerprint): PostgreSQL deadlocks two upserts that lock the
+    # same rows in different orders, as concurrent batches of one group in a storm would.
     rows = [
         dict(
             incident_number=number, integration_id=integration.id, fingerprint=a.fingerprint, status=a.status.value,
@@ -107,7 +109,7 @@ def upsert_alerts(session: Session, *, number: int, alerts: Sequence[Alert], int
             labels=a.labels, annotations=a.annotations, starts_at=a.starts_at, ends_at=a.ends_at,
             first_seen=now, last_seen=now, count=occurrences[a.fingerprint],
         )
-        for a in latest.values()
+        for _, a in sorted(latest.items())
     ]
     # One statement: the upsert returns each row as it now stands, so what the workflow has not seen yet
     # (status != delivered_status) is read atomically with the write, without a second query. Executed
@@ -169,8 +171,9 @@ def outbox_incidents(session: Session, *, limit: int) -> list[int]:
 
 
 def mark_delivered(session: Session, *, number: int, alerts: Sequence[Alert]) -> None:
-    """Only if the status is still the one delivered: a newer change stays in the outbox."""
-    for a in alerts:
+    """Only if the status is still the one delivered: a newer change stays in the outbox. Rows are updated
+    in fingerprint order, the upsert's lock order, so concurrent deliveries cannot deadlock."""
+    for a in sorted(alerts, key=lambda a: a.fingerprint):
         session.execute(
             update(AlertRow)
             .where(
