@@ -16,11 +16,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.channels import ConsoleProvider, EmailSender, PhoneProvider
-from activities.notify import NotifyActivities
+from activities.channels import EmailSender
+from activities.notify import Links, NotifyActivities
 from activities.reconcile import ReconcileActivities
 from activities.store import StoreActivities
+from vigil.bootstrap import ack_link_secret
+from vigil.contracts import Channel
 from vigil.db import create_db_engine, session_factory
+from vigil.providers import PhoneProvider, build_phone_providers
+from vigil.providers.webhook import WebhookSender
 from vigil.logging import configure_logging, get_logger
 from vigil.settings import Settings, get_settings
 from vigil.temporal import connect
@@ -44,15 +48,15 @@ def build_worker(
     """One worker with every workflow and activity; blocking clients run on the thread pool."""
     store = StoreActivities(sessions, settings.escalation)
     reconcile = ReconcileActivities(Delivery(sessions, settings, _constant(client)))
-    notify = NotifyActivities(
-        sessions, EmailSender(settings.smtp), sms=sms or ConsoleProvider("sms"), ivr=ivr or ConsoleProvider("ivr")
-    )
+    notify = build_notify(settings, sessions, sms=sms, ivr=ivr)
     return Worker(
         client,
         task_queue=settings.temporal.task_queue,
         workflows=[IncidentWorkflow, OutboxReconcileWorkflow],
         activities=[
             store.load_escalation_policy,
+            store.freeze_escalation_policy,
+            store.resolve_targets,
             store.project_incident,
             store.release_group,
             notify.send_notification,
@@ -61,6 +65,29 @@ def build_worker(
         activity_executor=executor,
         max_concurrent_activities=settings.worker.max_concurrent_activities,
         graceful_shutdown_timeout=timedelta(seconds=settings.worker.graceful_shutdown_seconds),
+    )
+
+
+def build_notify(
+    settings: Settings, sessions: sessionmaker[Session], *, sms: PhoneProvider | None = None,
+    ivr: PhoneProvider | None = None,
+) -> NotifyActivities:
+    """The notification activities with the configured providers (console when no middleware URL is set)."""
+    phones = build_phone_providers(settings)
+    p = settings.providers
+    public = settings.core.public_url.rstrip("/")
+    links = Links(
+        public_url=public,
+        ack_secret=ack_link_secret(settings),
+        ack_ttl=timedelta(seconds=settings.ack_links.ttl_seconds),
+        callback_url=f"{(p.callback_base_url or public).rstrip('/')}/api/v1/providers/{p.name}/callbacks",
+    )
+    return NotifyActivities(
+        sessions,
+        EmailSender(settings.smtp),
+        {Channel.sms: sms or phones["sms"], Channel.ivr: ivr or phones["ivr"]},
+        WebhookSender(connect_timeout_seconds=p.connect_timeout_seconds, read_timeout_seconds=p.read_timeout_seconds),
+        links,
     )
 
 

@@ -1,23 +1,20 @@
-"""Delivery channels: SMTP email and the SMS/IVR provider adapters (console for now)."""
+"""Delivery channels: SMTP email here; SMS/IVR adapters live in vigil.providers."""
 
 from __future__ import annotations
 
 import smtplib
 import ssl
-import uuid
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
-from typing import Protocol
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from vigil.contracts import NotifyInput
-from vigil.escalation import mask_target
-from vigil.logging import get_logger
+from vigil.contracts import Channel, NotifyInput
+from vigil.providers import PermanentDeliveryError
 from vigil.settings import SmtpSettings
 
-log = get_logger(__name__)
+__all__ = ["EmailSender", "PermanentDeliveryError", "short_text"]
 TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=select_autoescape(["html"]),
@@ -25,42 +22,11 @@ TEMPLATES = Environment(
 )
 
 
-class PermanentDeliveryError(Exception):
-    """The provider refused for good (bad address, invalid number); retrying will not help."""
-
-
-class PhoneProvider(Protocol):
-    """An SMS or IVR backend. Returns the provider's message id."""
-
-    name: str
-
-    def send(self, inp: NotifyInput, text: str) -> str: ...
-
-
-class ConsoleProvider:
-    """Writes the SMS or call to the log; the local stand-in until a real provider is configured."""
-
-    name = "console"
-
-    def __init__(self, channel: str) -> None:
-        self.channel = channel
-
-    def send(self, inp: NotifyInput, text: str) -> str:
-        message_id = f"console-{uuid.uuid4().hex[:12]}"
-        log.warning(
-            f"{self.channel.upper()} to {mask_target(inp.step.target)}: {text}",
-            channel=self.channel,
-            target=mask_target(inp.step.target),
-            incident=f"INC-{inp.number}",
-            idempotency_key=inp.idempotency_key,
-            provider_message_id=message_id,
-        )
-        return message_id
-
-
 def short_text(inp: NotifyInput) -> str:
-    """The SMS / IVR text: short, and it names the incident."""
-    return f"[Vigil] INC-{inp.number} {inp.severity.value.upper()} {inp.service}: {inp.title}"[:300]
+    """The SMS / IVR text: short, it names the incident and says how to acknowledge from the phone."""
+    head = f"[Vigil] INC-{inp.number} {inp.severity.value.upper()} {inp.service}: {inp.title}"[:240]
+    how = "Press 1 to acknowledge." if inp.target_channel == Channel.ivr else f"Reply ACK {inp.number} to acknowledge."
+    return f"{head} {how}"
 
 
 class EmailSender:
@@ -71,12 +37,12 @@ class EmailSender:
     def __init__(self, settings: SmtpSettings) -> None:
         self.settings = settings
 
-    def render(self, inp: NotifyInput) -> EmailMessage:
-        ctx = {"n": inp, "ref": f"INC-{inp.number}"}
+    def render(self, inp: NotifyInput, ack_url: str | None = None) -> EmailMessage:
+        ctx = {"n": inp, "ref": f"INC-{inp.number}", "ack_url": ack_url}
         msg = EmailMessage()
         msg["Subject"] = f"[Vigil] INC-{inp.number} [{inp.severity.value}] {inp.service}: {inp.title}"
         msg["From"] = self.settings.from_addr
-        msg["To"] = inp.step.target
+        msg["To"] = inp.address
         msg["Message-ID"] = make_msgid(domain="vigil.local")
         msg["X-Vigil-Incident"] = f"INC-{inp.number}"
         msg["X-Vigil-Idempotency-Key"] = inp.idempotency_key
@@ -84,9 +50,9 @@ class EmailSender:
         msg.add_alternative(TEMPLATES.get_template("incident_email.html.j2").render(ctx), subtype="html")
         return msg
 
-    def send(self, inp: NotifyInput) -> str:
+    def send(self, inp: NotifyInput, ack_url: str | None = None) -> str:
         s = self.settings
-        msg = self.render(inp)
+        msg = self.render(inp, ack_url)
         smtp_cls = smtplib.SMTP_SSL if s.ssl else smtplib.SMTP
         try:
             with smtp_cls(s.host, s.port, timeout=s.timeout_seconds) as smtp:

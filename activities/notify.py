@@ -1,51 +1,123 @@
-"""The notification activity: one attempt of one ladder step, logged in notification_attempts."""
+"""The notification activity: one page of one ladder step over one channel, logged in notification_attempts."""
 
 from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.channels import EmailSender, PermanentDeliveryError, PhoneProvider, short_text
+from activities.channels import EmailSender, short_text
 from activities.metrics import NOTIFICATIONS
 from vigil.contracts import Channel, NotifyInput, NotifyResult
 from vigil.logging import get_logger
-from vigil.models import NotificationAttempt, utcnow
+from vigil.models import NotificationAttempt, Webhook, utcnow
+from vigil.providers import OutboundMessage, PermanentDeliveryError, PhoneProvider, TransientDeliveryError
+from vigil.providers.acklinks import make_token
+from vigil.providers.webhook import WebhookIncident, WebhookMessage, WebhookSender
 
 log = get_logger(__name__)
 
 
+@dataclass(frozen=True)
+class Links:
+    """Where people and providers reach Vigil back: the one-click ack link and the provider callback URL."""
+
+    public_url: str
+    ack_secret: bytes
+    ack_ttl: timedelta
+    callback_url: str | None  # None: the console adapters, which never call back
+
+    def ack_url(self, number: int, recipient: str) -> str:
+        token = make_token(
+            self.ack_secret, number=number, recipient=recipient, expires_at=utcnow() + self.ack_ttl,
+            nonce=uuid.uuid4().hex,
+        )
+        return f"{self.public_url}/ack/{token}"
+
+
 class NotifyActivities:
     def __init__(
-        self, sessions: sessionmaker[Session], email: EmailSender, sms: PhoneProvider, ivr: PhoneProvider
+        self,
+        sessions: sessionmaker[Session],
+        email: EmailSender,
+        phones: dict[Channel, PhoneProvider],
+        webhook: WebhookSender,
+        links: Links,
     ) -> None:
         self.sessions = sessions
         self.email = email
-        self.phones = {Channel.sms: sms, Channel.ivr: ivr}
+        self.phones = phones
+        self.webhook = webhook
+        self.links = links
+
+    def close(self) -> None:
+        for provider in self.phones.values():
+            provider.close()
+        self.webhook.close()
 
     @activity.defn
     def send_notification(self, inp: NotifyInput) -> NotifyResult:
-        """Deliver one step over its channel; every attempt is written before and after sending."""
+        """Deliver one page; every attempt is written before and after sending."""
         info = activity.info()
-        attempt = info.attempt
-        bound = log.bind(incident=f"INC-{inp.number}", workflow_id=info.workflow_id, attempt=attempt)
-        provider = self.email.name if inp.step.channel == Channel.email else self.phones[inp.step.channel].name
-        row_id = self._start(inp, attempt, provider)
-        bound.info("notification started", channel=inp.step.channel.value, step=inp.step.name)
+        channel = inp.target_channel
+        bound = log.bind(incident=f"INC-{inp.number}", workflow_id=info.workflow_id, attempt=info.attempt)
+        row_id = self._start(inp, info.attempt, self._provider_name(channel))
+        bound.info("notification started", channel=channel.value, step=inp.label, call=inp.call)
         try:
-            if inp.step.channel == Channel.email:
-                message_id = self.email.send(inp)
-            else:
-                message_id = self.phones[inp.step.channel].send(inp, short_text(inp))
+            message_id = self._send(inp, channel)
         except PermanentDeliveryError as err:
             self._finish(inp, row_id, "failed", error=str(err))
             raise ApplicationError(str(err), type="PermanentDeliveryError", non_retryable=True) from err
+        except TransientDeliveryError as err:
+            self._finish(inp, row_id, "failed", error=str(err))
+            delay = timedelta(seconds=err.retry_after_seconds) if err.retry_after_seconds else None
+            raise ApplicationError(str(err), type="TransientDeliveryError", next_retry_delay=delay) from err
         except OSError as err:  # connection refused, timeouts, SMTP transient errors
             self._finish(inp, row_id, "failed", error=f"{type(err).__name__}: {err}")
             raise
         self._finish(inp, row_id, "sent", provider_message_id=message_id)
         return NotifyResult(status="sent", provider_message_id=message_id)
+
+    def _provider_name(self, channel: Channel) -> str:
+        if channel == Channel.email:
+            return self.email.name
+        if channel == Channel.webhook:
+            return self.webhook.name
+        return self.phones[channel].name
+
+    def _send(self, inp: NotifyInput, channel: Channel) -> str:
+        if channel == Channel.email:
+            return self.email.send(inp, ack_url=self.links.ack_url(inp.number, inp.address))
+        if channel == Channel.webhook:
+            return self._send_webhook(inp)
+        message = OutboundMessage(
+            channel=channel.value, to=inp.address, text=short_text(inp), idempotency_key=inp.idempotency_key,
+            incident=f"INC-{inp.number}", ack_code=str(inp.number), callback_url=self.links.callback_url,
+        )
+        return self.phones[channel].send(message).message_id
+
+    def _send_webhook(self, inp: NotifyInput) -> str:
+        # The URL and secret are read now, not frozen into the workflow: a secret never enters history.
+        assert inp.recipient is not None and inp.recipient.id is not None
+        with self.sessions() as session:
+            hook = session.get(Webhook, inp.recipient.id)
+            if hook is None:
+                raise PermanentDeliveryError(f"webhook {inp.recipient.name} no longer exists")
+            url, secret = hook.url, hook.secret
+        incident = WebhookIncident(
+            number=inp.number, title=inp.title, severity=inp.severity.value, service=inp.service,
+            status="triggered", url=inp.incident_url, temporal_url=inp.temporal_url, step=inp.label,
+        )
+        message = WebhookMessage(
+            url=url, secret=secret, idempotency_key=inp.idempotency_key, incident=incident,
+            text=f"[Vigil] INC-{inp.number} {inp.severity.value.upper()} {inp.service}: {inp.title}",
+        )
+        return self.webhook.send(message).message_id
 
     def _start(self, inp: NotifyInput, attempt: int, provider: str) -> int | None:
         """Log the attempt; a DB outage costs the log entry, never the page."""
@@ -59,7 +131,8 @@ class NotifyActivities:
         with self.sessions.begin() as session:
             row = NotificationAttempt(
                 incident_number=inp.number, idempotency_key=inp.idempotency_key, attempt=attempt,
-                step=inp.step.name, channel=inp.step.channel.value, target=inp.step.target, provider=provider,
+                step=inp.label[:100], channel=inp.target_channel.value, target=inp.address[:320],
+                recipient=inp.recipient.name[:200] if inp.recipient else None, provider=provider,
                 status="sending", started_at=utcnow(),
             )
             session.add(row)
@@ -70,10 +143,10 @@ class NotifyActivities:
         self, inp: NotifyInput, row_id: int | None, status: str, *, provider_message_id: str | None = None,
         error: str | None = None,
     ) -> None:
-        NOTIFICATIONS.labels(channel=inp.step.channel.value, status=status).inc()
+        NOTIFICATIONS.labels(channel=inp.target_channel.value, status=status).inc()
         log.info(
             "notification finished", incident=f"INC-{inp.number}", workflow_id=f"INC-{inp.number}",
-            channel=inp.step.channel.value, status=status, provider_message_id=provider_message_id, error=error,
+            channel=inp.target_channel.value, status=status, provider_message_id=provider_message_id, error=error,
         )
         if row_id is None:
             return

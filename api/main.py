@@ -13,10 +13,16 @@ from api.deps import AppState
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
 from api.alerts.router import router as alerts_router
+from api.incidents.router import notifications as notifications_router
 from api.incidents.router import router as incidents_router
 from api.integrations.router import router as integrations_router
 from api.silences.router import router as silences_router
+from api.escalation import router as escalation
+from api.people import router as people
+from api.schedules.router import router as schedules_router
 from api.ingest.router import router as ingest_router
+from api.acklinks.router import router as acklinks_router
+from api.providers.router import router as providers_router
 from vigil.db import create_db_engine, session_factory
 from vigil.logging import configure_logging, get_logger
 from vigil.settings import Settings, get_settings
@@ -50,9 +56,18 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     install_error_handlers(app)
     app.include_router(ingest_router)
     app.include_router(incidents_router)
+    app.include_router(notifications_router)
     app.include_router(alerts_router)
     app.include_router(silences_router)
     app.include_router(integrations_router)
+    app.include_router(providers_router)
+    app.include_router(acklinks_router)
+    app.include_router(people.users)
+    app.include_router(people.groups)
+    app.include_router(schedules_router)
+    app.include_router(escalation.webhooks)
+    app.include_router(escalation.policies)
+    app.include_router(escalation.routes)
     app.include_router(health.router)
     return app
 

@@ -32,6 +32,7 @@ from vigil.models import Base
 from vigil.security import Role
 from vigil.settings import CoreSettings, EscalationSettings, Settings, SmtpSettings, TemporalSettings, WorkerSettings
 from tests.helpers import eventually
+from tests.provider_server import ProviderServer
 from worker import build_worker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -226,3 +227,13 @@ def keys(sessions: sessionmaker[Session]) -> Keys:
             integration=create_integration(session, name="test-integration"),
             integration_no_autoresolve=create_integration(session, name="manual-resolve", auto_resolve=False),
         )
+
+
+# --- SMS/IVR middleware and webhook receiver ----------------------------------------------------
+
+
+@pytest.fixture
+def provider() -> Iterator[ProviderServer]:
+    """A real, scriptable SMS/IVR middleware and webhook receiver on a free 127.0.0.1 port (fresh per test)."""
+    with ProviderServer() as server:
+        yield server

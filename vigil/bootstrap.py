@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 from vigil.db import create_db_engine, session_factory
 from vigil.models import ApiKey, Integration, User, utcnow
 from vigil.security import Role, hash_key, key_prefix, new_key
-from vigil.settings import CoreSettings
+from vigil.settings import CoreSettings, Settings
 
 ADMIN_KEY_FILE = "admin-api-key"
 INTEGRATION_KEY_FILE = "integration-key"
@@ -40,6 +41,28 @@ def create_integration(
         )
     )
     return key
+
+
+ACK_LINK_SECRET_FILE = "ack-link-secret"
+
+
+def ack_link_secret(settings: Settings) -> bytes:
+    """VIGIL_ACK_LINK_SECRET, else a random key kept in the data dir (created once, 0600). The worker signs the
+    links and the API checks them, so processes on different hosts must share the setting."""
+    if settings.ack_links.secret is not None:
+        return settings.ack_links.secret.get_secret_value().encode()
+    path = settings.core.data_dir / ACK_LINK_SECRET_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f".{path.name}.{os.getpid()}")
+        _write_secret(draft, secrets.token_urlsafe(32))
+        try:
+            os.link(draft, path)  # atomic: the API and the worker may both start first; one key wins
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return path.read_text().strip().encode()
 
 
 def _write_secret(path: Path, value: str) -> None:

@@ -41,6 +41,10 @@ class Channel(StrEnum):
     email = "email"
     sms = "sms"
     ivr = "ivr"
+    webhook = "webhook"
+
+
+PERSON_CHANNELS = (Channel.email, Channel.sms, Channel.ivr)
 
 
 class ActorKind(StrEnum):
@@ -64,6 +68,8 @@ class Actor(BaseModel):
 INCIDENT_WORKFLOW = "IncidentWorkflow"
 ADD_ALERTS = "add_alerts"
 ACKNOWLEDGE = "acknowledge"
+SNOOZE = "snooze"
+DELIVERY_RECEIPT = "delivery_receipt"
 
 INCIDENT_ID_RE = re.compile(r"^(?:INC-)?([1-9][0-9]{0,17})$", re.IGNORECASE)
 
@@ -115,6 +121,73 @@ class EscalationPolicy(BaseModel):
 
     name: str
     steps: list[EscalationStep]
+
+
+class TargetKind(StrEnum):
+    user = "user"
+    group = "group"  # a contact group: every member
+    schedule = "schedule"  # whoever is on call when the step runs
+    webhook = "webhook"  # an outgoing webhook (the `webhook` channel only)
+    contact = "contact"  # a raw address from settings (the built-in default ladder)
+
+
+class PolicyTarget(BaseModel):
+    """Who a step pages. Resolved to recipients when the step runs, so a schedule pages whoever is on call then."""
+
+    kind: TargetKind
+    id: int | None = None  # users / contact_groups / schedules / webhooks row; None for `contact`
+    name: str = ""  # for the UI and logs; never an address
+    email: str | None = None  # `contact` only
+    phone: str | None = None  # `contact` only
+
+
+class PolicyStep(BaseModel):
+    """One rung: every target over every channel that fits it, at once; then wait before the next rung."""
+
+    name: str
+    channels: list[Channel]
+    targets: list[PolicyTarget]
+    wait_seconds: int = Field(ge=0)  # already scaled by the policy's multiplier for the incident's severity
+
+    @property
+    def wait(self) -> timedelta:
+        return timedelta(seconds=self.wait_seconds)
+
+
+class FrozenPolicy(BaseModel):
+    """The escalation policy as frozen into an incident at start: `steps`, repeated `repeat` more times, then
+    `manager` once. Editing the policy afterwards changes only new incidents."""
+
+    policy_id: int | None = None  # None: the built-in default ladder from settings
+    name: str
+    steps: list[PolicyStep]
+    repeat: int = Field(default=0, ge=0)
+    manager: PolicyStep | None = None
+    ack_timeout_seconds: int = Field(default=1800, ge=0)  # 0: an ack never times out
+    ivr_attempts: int = Field(default=3, ge=1)  # calls per IVR step when unanswered (Grafana OnCall #2622)
+    ivr_retry_seconds: int = Field(default=120, ge=0)  # between unanswered calls
+
+
+class Recipient(BaseModel):
+    """A target resolved when its step runs: a person (email / phone) or a webhook."""
+
+    kind: TargetKind  # user (also for group members and on-call), contact or webhook
+    id: int | None = None
+    name: str
+    email: str | None = None
+    phone: str | None = None
+    url: str | None = None  # webhook only
+    via: str = ""  # how it was reached: "group ops", "schedule primary (on call)"
+
+
+class ResolveTargetsInput(BaseModel):
+    targets: list[PolicyTarget]
+    at: datetime
+
+
+class ResolveTargetsResult(BaseModel):
+    recipients: list[Recipient]
+    unresolved: list[str] = Field(default_factory=list)  # e.g. "schedule primary: nobody on call"
 
 
 class IncidentInput(BaseModel):
@@ -183,6 +256,55 @@ class AlertState(BaseModel):
     severity: Severity
 
 
+class DeliveryStatus(StrEnum):
+    sending = "sending"
+    sent = "sent"  # accepted by the provider / SMTP server
+    delivered = "delivered"  # receipt: delivered to the handset
+    answered = "answered"  # IVR: the call was picked up
+    unanswered = "unanswered"  # IVR: the call was not picked up (retried up to the policy's attempts)
+    failed = "failed"
+    cancelled = "cancelled"  # stopped by an ack / resolve
+
+    @property
+    def dead(self) -> bool:
+        """This delivery can no longer reach anyone: the ladder need not wait for it."""
+        return self in (DeliveryStatus.failed, DeliveryStatus.cancelled)
+
+
+class DeliveryState(BaseModel):
+    """One (recipient, channel) page of one rung, as the workflow tracks it."""
+
+    key: str  # idempotency key of the latest attempt (an IVR retry gets `/call<n>`)
+    rung: int
+    step: str
+    channel: Channel
+    recipient: str  # display name and masked address
+    status: DeliveryStatus = DeliveryStatus.sending
+    calls: int = 0
+
+
+class ReceiptType(StrEnum):
+    delivered = "delivered"
+    failed = "failed"
+    ivr_answered = "ivr_answered"
+    ivr_no_answer = "ivr_no_answer"
+
+
+class ReceiptInput(BaseModel):
+    """A provider's delivery receipt for one notification (signal; deduplicated by event_id)."""
+
+    event_id: str
+    idempotency_key: str
+    type: ReceiptType
+    error: str | None = None
+
+
+class SnoozeInput(BaseModel):
+    actor: Actor
+    seconds: int = Field(gt=0, le=7 * 24 * 3600)
+    note: str = ""
+
+
 class IncidentState(BaseModel):
     """Full state of an incident, returned by the `state` query and carried across continue-as-new."""
 
@@ -210,7 +332,13 @@ class IncidentState(BaseModel):
     # Flap damping: every alert is resolved at the source; auto-resolve at this time unless one re-fires.
     resolve_due_at: datetime | None = None
     timeline_seq: int = 0
-    policy: EscalationPolicy | None = None
+    policy: EscalationPolicy | None = None  # incidents started before escalation policies (replay only)
+    plan: FrozenPolicy | None = None  # the escalation policy frozen at start
+    # Acknowledged: re-trigger at this time (the policy's ack timeout, or the end of a snooze).
+    retrigger_at: datetime | None = None
+    # The current round's deliveries by delivery key, and the provider receipts already applied (dedup).
+    deliveries: dict[str, DeliveryState] = Field(default_factory=dict)
+    receipts_seen: list[str] = Field(default_factory=list)
 
 
 class ReconcileInput(BaseModel):
@@ -261,19 +389,39 @@ class ReleaseGroupInput(BaseModel):
 
 
 class NotifyInput(BaseModel):
-    """One notification attempt of one ladder step."""
+    """One notification of one ladder step: `channel` to `recipient` (or, before policies, `step`)."""
 
     number: int
     title: str
     severity: Severity
     service: str
-    step: EscalationStep
+    step: EscalationStep | None = None  # incidents started before escalation policies
+    step_name: str = ""
+    channel: Channel | None = None
+    recipient: Recipient | None = None
+    call: int = 1  # IVR: which call of the step this is
     step_index: int
     ladder_round: int
     idempotency_key: str
     incident_url: str
     temporal_url: str
     alerts: list[AlertState] = Field(default_factory=list)
+
+    @property
+    def target_channel(self) -> Channel:
+        return self.channel or self.step.channel  # type: ignore[union-attr]
+
+    @property
+    def address(self) -> str:
+        """Where this notification goes: an email address, an E.164 number or a webhook URL."""
+        if self.recipient is None:
+            return self.step.target  # type: ignore[union-attr]
+        r, ch = self.recipient, self.target_channel
+        return (r.email if ch == Channel.email else r.url if ch == Channel.webhook else r.phone) or ""
+
+    @property
+    def label(self) -> str:
+        return self.step_name or (self.step.name if self.step else "")
 
 
 class NotifyResult(BaseModel):

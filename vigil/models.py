@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import JSON, BigInteger, Date, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import DateTime, TypeDecorator
 
 NAMING_CONVENTION = {
@@ -56,6 +56,7 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(320), unique=True)
     phone: Mapped[str | None] = mapped_column(String(32))
     role: Mapped[str] = mapped_column(String(16))  # viewer | responder | admin
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")  # IANA name
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
@@ -181,11 +182,16 @@ class NotificationAttempt(Base):
     channel: Mapped[str] = mapped_column(String(16))
     target: Mapped[str] = mapped_column(String(320))
     provider: Mapped[str] = mapped_column(String(64))
+    recipient: Mapped[str | None] = mapped_column(String(200))  # the person's or webhook's name
     status: Mapped[str] = mapped_column(String(16))  # sending | sent | failed
-    provider_message_id: Mapped[str | None] = mapped_column(String(255))
+    provider_message_id: Mapped[str | None] = mapped_column(String(255), index=True)
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The provider's word afterwards (callbacks): delivered | failed | ivr_answered | ivr_no_answer.
+    receipt: Mapped[str | None] = mapped_column(String(32))
+    receipt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    receipt_error: Mapped[str | None] = mapped_column(Text)
 
 
 class Silence(Base):
@@ -219,3 +225,146 @@ class HeldAlert(AlertFields, Base):
     silence_id: Mapped[int | None] = mapped_column(ForeignKey("silences.id"))
     released_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     released_to: Mapped[int | None] = mapped_column(ForeignKey("incidents.number"))
+
+
+# --- people, schedules and escalation policies ---------------------------------------------------
+
+
+class ContactGroup(Base):
+    """A named, ordered list of users; a step targeting it pages every member."""
+
+    __tablename__ = "contact_groups"
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    members: Mapped[list[ContactGroupMember]] = relationship(
+        order_by="ContactGroupMember.position", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+    @property
+    def member_ids(self) -> list[int]:
+        return [m.user_id for m in self.members]
+
+
+class ContactGroupMember(Base):
+    __tablename__ = "contact_group_members"
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("contact_groups.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int]
+    # No cascade: a user still in a group cannot be deleted (the API names the group).
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+
+
+class Schedule(Base):
+    """A weekly rotation (vigil.oncall.Rotation): one participant a week, handing off at local wall time."""
+
+    __tablename__ = "schedules"
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    timezone: Mapped[str] = mapped_column(String(64))
+    handoff_weekday: Mapped[int]  # 0 = Monday
+    handoff_time: Mapped[str] = mapped_column(String(5))  # HH:MM, local
+    rotation_start: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    participants: Mapped[list[ScheduleParticipant]] = relationship(
+        order_by="ScheduleParticipant.position", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+    @property
+    def participant_ids(self) -> list[int]:
+        return [p.user_id for p in self.participants]
+
+
+class ScheduleParticipant(Base):
+    __tablename__ = "schedule_participants"
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    schedule_id: Mapped[int] = mapped_column(ForeignKey("schedules.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int]
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+
+
+class ScheduleOverride(Base):
+    """`user_id` is on call for the schedule in [starts_at, ends_at); the newest one wins an overlap."""
+
+    __tablename__ = "schedule_overrides"
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    schedule_id: Mapped[int] = mapped_column(ForeignKey("schedules.id", ondelete="CASCADE"), index=True)
+    # Past overrides go with their user; the API refuses to delete a user with a current or future one.
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    starts_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Webhook(Base):
+    """An outgoing webhook, the target of the `webhook` channel."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    secret: Mapped[str | None] = mapped_column(Text)  # HMAC key of the signature header; never read back
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class EscalationPolicyRow(Base):
+    """Steps as JSON (vigil.contracts.PolicyStep, targets as {kind, id}); frozen into each incident at its start."""
+
+    __tablename__ = "escalation_policies"
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    steps: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    repeat: Mapped[int] = mapped_column(default=0)
+    manager: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    ack_timeout_seconds: Mapped[int] = mapped_column(default=1800)
+    ivr_attempts: Mapped[int] = mapped_column(default=3)
+    ivr_retry_seconds: Mapped[int] = mapped_column(default=120)
+    severity_multipliers: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class EscalationRoute(Base):
+    """Service (exact or `*`) and severities (empty: all) -> policy; the lowest matching position wins."""
+
+    __tablename__ = "escalation_routes"
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    position: Mapped[int] = mapped_column(index=True)
+    service: Mapped[str] = mapped_column(String(200))
+    severities: Mapped[list[str]] = mapped_column(JSON, default=list)
+    policy_id: Mapped[int] = mapped_column(ForeignKey("escalation_policies.id"), index=True)
+
+
+class ProviderCallback(Base):
+    """Every provider callback accepted, once: a redelivered event_id is answered without acting again."""
+
+    __tablename__ = "provider_callbacks"
+    __table_args__ = (UniqueConstraint("provider", "event_id"),)
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(64))
+    event_id: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(32))
+    incident_number: Mapped[int | None] = mapped_column(index=True)
+    outcome: Mapped[str] = mapped_column(String(200))
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class AckLinkUse(Base):
+    """An email acknowledge link's nonce, stored when the link is used: each link acknowledges once."""
+
+    __tablename__ = "ack_link_uses"
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    incident_number: Mapped[int] = mapped_column(index=True)
+    recipient: Mapped[str] = mapped_column(String(320))
+    used_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -64,16 +64,22 @@ class SmtpSettings(BaseSettings):
     from_addr: str = "Vigil <vigil@localhost>"
 
 
+E164 = r"^\+[1-9]\d{6,14}$"
+
+
 class EscalationSettings(BaseSettings):
     """The default ladder (email now, SMS +5m, IVR +10m, manager +15m) and its targets."""
 
     model_config = SettingsConfigDict(env_prefix="VIGIL_ESCALATION_", extra="ignore")
 
     oncall_email: str = "oncall@localhost"
-    oncall_phone: str = "+15550100100"
+    oncall_phone: str = Field(default="+15550100100", pattern=E164, description="E.164.")
     manager_email: str = "manager@localhost"
-    manager_phone: str = "+15550100199"
+    manager_phone: str = Field(default="+15550100199", pattern=E164, description="E.164.")
     step_wait_seconds: int = Field(default=300, gt=0, description="Wait between ladder steps.")
+    ack_timeout_seconds: int = Field(
+        default=1800, ge=0, description="Default ladder: an acknowledged, unresolved incident re-triggers after this; 0 never."
+    )
 
 
 class ApiSettings(BaseSettings):
@@ -114,6 +120,46 @@ class WorkerSettings(BaseSettings):
     )
 
 
+class ProviderSettings(BaseSettings):
+    """The operator's SMS/IVR middleware (docs/providers.md). A channel without a URL uses the console adapter."""
+
+    model_config = SettingsConfigDict(env_prefix="VIGIL_PROVIDER_", extra="ignore")
+
+    sms_url: str | None = Field(default=None, description="Where SMS messages are POSTed; unset: console adapter.")
+    ivr_url: str | None = Field(default=None, description="Where IVR calls are POSTed; unset: console adapter.")
+    secret: SecretStr | None = Field(
+        default=None, description="HMAC key signing requests both ways; required once a URL is set."
+    )
+    name: str = Field(
+        default="middleware", pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
+        description="Provider name in logs and in the callback path /api/v1/providers/{name}/callbacks.",
+    )
+    connect_timeout_seconds: float = Field(default=3.0, gt=0)
+    read_timeout_seconds: float = Field(default=10.0, gt=0)
+    callback_base_url: str | None = Field(
+        default=None, description="Public base URL the middleware calls back; unset: VIGIL_PUBLIC_URL."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> ProviderSettings:
+        for field in ("sms_url", "ivr_url", "callback_base_url"):
+            url = getattr(self, field)
+            if url is not None and not url.startswith(("http://", "https://")):
+                raise ValueError(f"{field} must be an http:// or https:// URL")
+        if (self.sms_url or self.ivr_url) and (self.secret is None or not self.secret.get_secret_value()):
+            raise ValueError("VIGIL_PROVIDER_SECRET is required when VIGIL_PROVIDER_SMS_URL or _IVR_URL is set")
+        return self
+
+
+class AckLinkSettings(BaseSettings):
+    """The signed one-click acknowledge links in emails."""
+
+    model_config = SettingsConfigDict(env_prefix="VIGIL_ACK_LINK_", extra="ignore")
+
+    secret: SecretStr | None = Field(default=None, description="HMAC key of the links; unset: generated in data_dir.")
+    ttl_seconds: int = Field(default=86400, gt=0, description="How long a link stays valid.")
+
+
 class Settings(BaseSettings):
     """All settings, grouped by concern."""
 
@@ -126,6 +172,8 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    providers: ProviderSettings = Field(default_factory=ProviderSettings)
+    ack_links: AckLinkSettings = Field(default_factory=AckLinkSettings)
 
 
 SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
@@ -136,6 +184,8 @@ SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
     ApiSettings,
     IngestSettings,
     WorkerSettings,
+    ProviderSettings,
+    AckLinkSettings,
 )
 
 

@@ -17,7 +17,9 @@ with workflow.unsafe.imports_passed_through():
     from vigil.contracts import (
         ACKNOWLEDGE,
         ADD_ALERTS,
+        DELIVERY_RECEIPT,
         INCIDENT_WORKFLOW,
+        SNOOZE,
         AcknowledgeInput,
         Actor,
         ActorKind,
@@ -35,13 +37,16 @@ with workflow.unsafe.imports_passed_through():
         LoadPolicyInput,
         NotifyInput,
         ReleaseGroupInput,
+        ReceiptInput,
         ResolveInput,
         Severity,
+        SnoozeInput,
         TimelineEntry,
         TransitionResult,
     )
     from vigil.escalation import human_duration, idempotency_key, mask_target
     from vigil.state_machine import InvalidTransition, Transition, can, next_status
+    from workflows.ladder import PolicyLadder
 
 S = IncidentStatus
 STORE_TIMEOUT = timedelta(seconds=10)
@@ -52,6 +57,8 @@ NOTIFY_RETRY = RetryPolicy(
 )
 SOURCE = Actor(kind=ActorKind.source, name="alert source")
 TIMER = Actor(kind=ActorKind.timer, name="timer")
+# Marks runs that freeze a FrozenPolicy (escalation policies); runs started before it keep the fixed ladder.
+POLICIES_PATCH = "escalation-policies"
 
 
 def refused(err: InvalidTransition) -> ApplicationError:
@@ -60,7 +67,7 @@ def refused(err: InvalidTransition) -> ApplicationError:
 
 
 @workflow.defn(name=INCIDENT_WORKFLOW)
-class IncidentWorkflow:
+class IncidentWorkflow(PolicyLadder):
     @workflow.init
     def __init__(self, inp: IncidentInput) -> None:
         self.inp = inp
@@ -75,7 +82,7 @@ class IncidentWorkflow:
         )
         self._pending: list[TimelineEntry] = []
         self._notifying = 0
-        self._inflight: workflow.ActivityHandle[object] | None = None
+        self._inflight: set[workflow.ActivityHandle] = set()
         self._ladder: asyncio.Task[None] | None = None
         self._projecting = False
         self._closing = False
@@ -91,14 +98,25 @@ class IncidentWorkflow:
                 self._take_alerts(inp.alerts)
         # Projection runs beside the incident, never in its way: a database outage delays the rows, not the pages.
         projector = asyncio.create_task(self._project_forever())
-        if self.s.policy is None:
-            self.s.policy = await workflow.execute_activity_method(
-                StoreActivities.load_escalation_policy,
-                LoadPolicyInput(service=self.s.service, severity=self.s.severity),
-                start_to_close_timeout=STORE_TIMEOUT,
-                retry_policy=STORE_RETRY,
-                summary="freeze escalation policy",
-            )
+        if self.s.policy is None and self.s.plan is None:
+            policy_input = LoadPolicyInput(service=self.s.service, severity=self.s.severity)
+            if workflow.patched(POLICIES_PATCH):
+                self.s.plan = await workflow.execute_activity_method(
+                    StoreActivities.freeze_escalation_policy,
+                    policy_input,
+                    start_to_close_timeout=STORE_TIMEOUT,
+                    retry_policy=STORE_RETRY,
+                    summary="freeze escalation policy",
+                )
+                self._record("policy", TIMER, f"Escalation policy frozen: {self.s.plan.name}")
+            else:
+                self.s.policy = await workflow.execute_activity_method(
+                    StoreActivities.load_escalation_policy,
+                    policy_input,
+                    start_to_close_timeout=STORE_TIMEOUT,
+                    retry_policy=STORE_RETRY,
+                    summary="freeze escalation policy",
+                )
         while self.s.status != S.closed:
             self._show_details()
             if workflow.info().is_continue_as_new_suggested():
@@ -147,9 +165,13 @@ class IncidentWorkflow:
         changed = lambda: self.s.status != status or workflow.info().is_continue_as_new_suggested()  # noqa: E731
         if status == S.triggered:
             # One ladder per round: an exhausted ladder is not restarted, a reopen starts a new round.
-            assert self.s.policy is not None
-            if self._ladder_idle() and self.s.ladder_step < len(self.s.policy.steps):
-                self._ladder = asyncio.create_task(self._run_ladder())
+            if self.s.plan is not None:
+                rungs, runner = self._rung_count(), self._run_plan_ladder
+            else:
+                assert self.s.policy is not None
+                rungs, runner = len(self.s.policy.steps), self._run_ladder
+            if self._ladder_idle() and self.s.ladder_step < rungs:
+                self._ladder = asyncio.create_task(runner())
             ladder = self._ladder
             await self._wait_for_change(changed, lambda: ladder is not None and ladder.done())
             if ladder is not None and ladder.done():
@@ -213,8 +235,9 @@ class IncidentWorkflow:
     async def _notify(self, index: int, step: EscalationStep) -> None:
         key = idempotency_key(self.s.number, self.s.ladder_round, index, step)
         self._notifying += 1
+        handle = None
         try:
-            self._inflight = workflow.start_activity_method(
+            handle = workflow.start_activity_method(
                 NotifyActivities.send_notification,
                 NotifyInput(
                     number=self.s.number,
@@ -235,7 +258,8 @@ class IncidentWorkflow:
                 cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                 summary=f"{step.channel.value} → {mask_target(step.target)}",
             )
-            result = await self._inflight
+            self._inflight.add(handle)
+            result = await handle
             self._record("notified", TIMER, f"{step.name}: {step.channel.value} {result.status}")
         except (ActivityError, asyncio.CancelledError) as err:
             if self.s.status == S.triggered:
@@ -243,15 +267,31 @@ class IncidentWorkflow:
             else:
                 self._record("notify_cancelled", TIMER, f"{step.name}: stopped by {self.s.status.value}")
         finally:
-            self._inflight = None
+            self._inflight.discard(handle)
             self._notifying -= 1
 
+    def _cancel_pages(self) -> None:
+        for handle in self._inflight:
+            handle.cancel()
+
     async def _stop_ladder(self) -> None:
-        """Cancel the in-flight page and wait until it has settled, so no page starts after we return."""
-        if self._inflight is not None:
-            self._inflight.cancel()
+        """Cancel every in-flight page and wait until they have settled, so no page starts after we return."""
+        self._cancel_pages()
         await workflow.wait_condition(lambda: self._notifying == 0)
         self.s.next_escalation_at = None
+
+    def _retrigger(self) -> None:
+        """Acknowledged but not resolved in time: back to triggered, and the ladder starts a new round."""
+        since = self.s.acknowledged_by or "someone"
+        self.s.retrigger_at = None
+        self.s.acknowledged_at = self.s.acknowledged_by = None
+        self._new_round()
+        self._transition(Transition.retrigger, TIMER, f"Re-triggered: acknowledged by {since} but not resolved")
+
+    def _new_round(self) -> None:
+        self.s.ladder_round += 1
+        self.s.ladder_step, self.s.next_escalation_at = 0, None
+        self.s.deliveries = {}
 
     # --- messages -------------------------------------------------------------------------
 
@@ -264,12 +304,37 @@ class IncidentWorkflow:
             raise refused(err) from None
         self.s.acknowledged_at = workflow.now()
         self.s.acknowledged_by = inp.actor.label()
+        if self.s.plan is not None and self.s.plan.ack_timeout_seconds:
+            self.s.retrigger_at = workflow.now() + timedelta(seconds=self.s.plan.ack_timeout_seconds)
         await self._stop_ladder()
         return TransitionResult(number=self.s.number, status=self.s.status, previous=previous)
 
     @acknowledge.validator
     def _validate_acknowledge(self, inp: AcknowledgeInput) -> None:
         self._validate(Transition.acknowledge)
+
+    @workflow.update(name=SNOOZE)
+    def snooze(self, inp: SnoozeInput) -> TransitionResult:
+        """Keep an acknowledged incident quiet for a while; it re-triggers when the snooze ends."""
+        self.s.retrigger_at = workflow.now() + timedelta(seconds=inp.seconds)
+        until = self.s.retrigger_at.isoformat(timespec="seconds")
+        note = f": {inp.note}" if inp.note else ""
+        self._record("snoozed", inp.actor, f"Snoozed for {human_duration(timedelta(seconds=inp.seconds))} (until {until}){note}")
+        self._show_details()
+        return TransitionResult(number=self.s.number, status=self.s.status, previous=self.s.status)
+
+    @snooze.validator
+    def _validate_snooze(self, inp: SnoozeInput) -> None:
+        if self.s.status != S.acknowledged or self.s.plan is None:
+            raise ApplicationError(
+                f"only an acknowledged incident can be snoozed; INC-{self.s.number} is {self.s.status.value}",
+                self.s.status.value, type="InvalidTransition", non_retryable=True,
+            )
+
+    @workflow.signal(name=DELIVERY_RECEIPT)
+    def delivery_receipt(self, inp: ReceiptInput) -> None:
+        """A provider's delivery receipt (deduplicated by event id): a failed page escalates at once."""
+        self._apply_receipt(inp)
 
     @workflow.update
     async def resolve(self, inp: ResolveInput) -> TransitionResult:
@@ -312,8 +377,7 @@ class IncidentWorkflow:
                 self._record("severity", SOURCE, f"Severity raised to {alert.severity.value} by: {alert.summary}")
         if refired and self.s.status == S.resolved:
             self.s.reopen_count += 1
-            self.s.ladder_round += 1
-            self.s.ladder_step, self.s.next_escalation_at = 0, None
+            self._new_round()
             self.s.resolved_at = self.s.resolved_by = self.s.resolution = None
             self._transition(Transition.reopen, SOURCE, "Reopened: an alert fired again within the reopen window")
             reopened = True
@@ -334,23 +398,34 @@ class IncidentWorkflow:
 
     def _auto_resolve(self, resolution: str) -> None:
         self._resolve(SOURCE, resolution)
-        if self._inflight is not None:
-            self._inflight.cancel()
+        self._cancel_pages()
 
     async def _wait_for_change(self, changed: Callable[[], bool], extra: Callable[[], bool] = lambda: False) -> None:
-        """Wait for `changed`, or until a held resolution falls due (then auto-resolve)."""
+        """Wait for `changed`, or until a held resolution falls due (then auto-resolve), or, when acknowledged,
+        until the ack times out or a snooze ends (then re-trigger)."""
         due = self.s.resolve_due_at
-        if due is None:
-            await workflow.wait_condition(lambda: changed() or extra() or self.s.resolve_due_at is not None)
+        retrigger = self.s.retrigger_at if self.s.status == S.acknowledged else None
+        moved = lambda: self.s.resolve_due_at != due or (  # noqa: E731
+            self.s.status == S.acknowledged and self.s.retrigger_at != retrigger
+        )
+        if due is None and retrigger is None:
+            await workflow.wait_condition(lambda: changed() or extra() or moved())
             return
+        if retrigger is not None and (due is None or retrigger < due):
+            at, summary = retrigger, f"re-trigger at {retrigger.isoformat(timespec='seconds')} unless resolved"
+        else:
+            assert due is not None
+            at, summary = due, f"hold resolution until {due.isoformat(timespec='seconds')}"
         try:
             await workflow.wait_condition(
-                lambda: changed() or extra() or self.s.resolve_due_at != due,
-                timeout=max(due - workflow.now(), timedelta(milliseconds=1)),
-                timeout_summary=f"hold resolution until {due.isoformat(timespec='seconds')}",
+                lambda: changed() or extra() or moved(),
+                timeout=max(at - workflow.now(), timedelta(milliseconds=1)),
+                timeout_summary=summary,
             )
         except asyncio.TimeoutError:
-            if self._all_resolved_at_source() and can(self.s.status, Transition.resolve):
+            if at == retrigger:
+                self._retrigger()
+            elif self._all_resolved_at_source() and can(self.s.status, Transition.resolve):
                 hold = human_duration(timedelta(seconds=self.inp.hold_resolution_seconds))
                 self._auto_resolve(f"Auto-resolved: all {len(self.s.alerts)} alert(s) stayed resolved for {hold}")
 
@@ -373,7 +448,7 @@ class IncidentWorkflow:
         return bool(self.s.alerts) and all(a.status == AlertStatus.resolved for a in self.s.alerts.values())
 
     def _resolve(self, actor: Actor, resolution: str) -> None:
-        self.s.resolve_due_at = None
+        self.s.resolve_due_at = self.s.retrigger_at = None
         self._transition(Transition.resolve, actor, f"Resolved: {resolution}")
         self.s.resolved_at = workflow.now()
         self.s.resolved_by = actor.label()
@@ -433,8 +508,13 @@ class IncidentWorkflow:
         lines = [f"**Status:** {s.status.value}", f"**Severity:** {s.severity.value}"]
         if s.status == S.triggered and s.current_step:
             lines.append(f"**Current step:** {s.current_step}")
-        if s.status == S.triggered and s.next_escalation_at:
+        next_step = self._next_step_line()
+        if next_step:
+            lines.append(next_step)
+        elif s.status == S.triggered and s.next_escalation_at:
             lines.append(f"**Next escalation due:** {s.next_escalation_at.isoformat(timespec='seconds')}")
+        if s.status == S.acknowledged and s.retrigger_at:
+            lines.append(f"**Re-triggers at:** {s.retrigger_at.isoformat(timespec='seconds')} unless resolved")
         if s.acknowledged_by and s.status != S.triggered:
             lines.append(f"**Acknowledged by:** {s.acknowledged_by}")
         if s.resolution and s.status in (S.resolved, S.closed):

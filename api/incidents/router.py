@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from temporalio.client import WorkflowUpdateFailedError
@@ -13,13 +13,33 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import Principal, Responder, SessionDep, StateDep, TemporalDep, Viewer
 from api.errors import ERROR_RESPONSES, ApiError
 from api.incidents import service
-from api.incidents.schemas import AcknowledgeRequest, IncidentDetail, IncidentList, ResolveRequest
+from api.incidents.schemas import (
+    AcknowledgeRequest,
+    IncidentDetail,
+    IncidentList,
+    NotificationList,
+    ResolveRequest,
+    SnoozeRequest,
+)
 from api.metrics import API_TRANSITIONS
-from vigil.contracts import AcknowledgeInput, Actor, ActorKind, IncidentStatus, ResolveInput, Severity, workflow_id
+from vigil.contracts import (
+    AcknowledgeInput,
+    Actor,
+    ActorKind,
+    Channel,
+    IncidentStatus,
+    ResolveInput,
+    Severity,
+    SnoozeInput,
+    workflow_id,
+)
 from vigil.logging import get_logger
 from workflows.incident import IncidentWorkflow
 
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
+notifications = APIRouter(prefix="/api/v1/notifications", tags=["notifications"])
+NotificationStatus = Literal["sending", "sent", "failed"]
+Receipt = Literal["delivered", "failed", "ivr_answered", "ivr_no_answer"]
 log = get_logger(__name__)
 
 
@@ -47,6 +67,34 @@ def get_incident(ref: str, _user: Viewer, session: SessionDep, state: StateDep) 
     return service.detail(session=session, settings=state.settings, number=service.number_of(ref))
 
 
+@router.get(
+    "/{ref}/notifications", response_model=NotificationList, responses={k: ERROR_RESPONSES[k] for k in (401, 403, 404, 422)}
+)
+def incident_notifications(
+    ref: str, _user: Viewer, session: SessionDep, status: NotificationStatus | None = None,
+    channel: Channel | None = None, limit: Annotated[int, Query(ge=1, le=service.MAX_LIMIT)] = 200,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> NotificationList:
+    """Every notification attempt of one incident: channel, target, provider message id, key, status, timing."""
+    return service.list_notifications(
+        session=session, number=service.number_of(ref), status=status, channel=channel and channel.value,
+        limit=limit, offset=offset,
+    )
+
+
+@notifications.get("", response_model=NotificationList, responses={k: ERROR_RESPONSES[k] for k in (401, 403, 422)})
+def list_notifications(
+    _user: Viewer, session: SessionDep, status: NotificationStatus | None = None, channel: Channel | None = None,
+    receipt: Receipt | None = None, limit: Annotated[int, Query(ge=1, le=service.MAX_LIMIT)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> NotificationList:
+    """Notification attempts across incidents, newest first (`?status=failed` for the ones that did not go out)."""
+    return service.list_notifications(
+        session=session, status=status, channel=channel and channel.value, receipt=receipt, limit=limit,
+        offset=offset,
+    )
+
+
 TRANSITION_ERRORS = {k: ERROR_RESPONSES[k] for k in (401, 403, 404, 409, 422, 503)}
 
 
@@ -56,21 +104,28 @@ async def acknowledge(
 ) -> IncidentDetail:
     """Stop the escalation. When this returns 200, no further page will start."""
     inp = AcknowledgeInput(actor=_actor(user), note=body.note if body else None)
-    return await _transition(state, client, ref, "acknowledge", IncidentWorkflow.acknowledge, inp)
+    return await transition(state, client, ref, "acknowledge", IncidentWorkflow.acknowledge, inp)
 
 
 @router.post("/{ref}/resolve", response_model=IncidentDetail, responses=TRANSITION_ERRORS)
 async def resolve(ref: str, body: ResolveRequest, user: Responder, state: StateDep, client: TemporalDep) -> IncidentDetail:
     """Resolve with a resolution note (required)."""
     inp = ResolveInput(actor=_actor(user), resolution=body.resolution)
-    return await _transition(state, client, ref, "resolve", IncidentWorkflow.resolve, inp)
+    return await transition(state, client, ref, "resolve", IncidentWorkflow.resolve, inp)
+
+
+@router.post("/{ref}/snooze", response_model=IncidentDetail, responses=TRANSITION_ERRORS)
+async def snooze(ref: str, body: SnoozeRequest, user: Responder, state: StateDep, client: TemporalDep) -> IncidentDetail:
+    """Keep an acknowledged incident quiet for `minutes`; it re-triggers then unless resolved (409 otherwise)."""
+    inp = SnoozeInput(actor=_actor(user), seconds=body.minutes * 60, note=body.note)
+    return await transition(state, client, ref, "snooze", IncidentWorkflow.snooze, inp)
 
 
 def _actor(user: Principal) -> Actor:
     return Actor(kind=ActorKind.user, name=user.email)
 
 
-async def _transition(state, client, ref: str, name: str, update, inp) -> IncidentDetail:  # noqa: ANN001
+async def transition(state, client, ref: str, name: str, update, inp) -> IncidentDetail:  # noqa: ANN001
     number = service.number_of(ref)
     current = await asyncio.to_thread(_current_status, state, number)  # 404 before touching Temporal
     handle = client.get_workflow_handle(workflow_id(number))

@@ -24,6 +24,11 @@ class ResolveRequest(BaseModel):
         return value.strip()
 
 
+class SnoozeRequest(BaseModel):
+    minutes: int = Field(gt=0, le=7 * 24 * 60, description="Re-trigger after this many minutes unless resolved.")
+    note: str = Field(default="", max_length=4000)
+
+
 class AlertRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -50,19 +55,42 @@ class TimelineRead(BaseModel):
 
 
 class NotificationRead(BaseModel):
+    """One send attempt: a page retried after an error shows once per attempt."""
+
     model_config = ConfigDict(from_attributes=True)
 
+    incident: str
     step: str
     channel: str
+    recipient: str | None
     target: str
     provider: str
-    status: str
+    status: str = Field(description="sending | sent | failed")
     attempt: int
     idempotency_key: str
     provider_message_id: str | None
     error: str | None
     started_at: datetime
     finished_at: datetime | None
+    latency_ms: int | None = Field(description="From the attempt's start to the provider's answer.")
+    receipt: str | None = Field(description="The provider's later word: delivered | failed | ivr_answered | ivr_no_answer")
+    receipt_at: datetime | None
+    receipt_error: str | None
+
+    @classmethod
+    def of(cls, row) -> NotificationRead:  # noqa: ANN001
+        latency = int((row.finished_at - row.started_at).total_seconds() * 1000) if row.finished_at else None
+        return cls.model_validate(
+            {**{k: getattr(row, k) for k in cls.model_fields if hasattr(row, k)},
+             "incident": f"INC-{row.incident_number}", "latency_ms": latency}
+        )
+
+
+class NotificationList(BaseModel):
+    items: list[NotificationRead]
+    total: int
+    limit: int
+    offset: int
 
 
 class IncidentSummary(BaseModel):

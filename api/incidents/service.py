@@ -6,7 +6,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError
-from api.incidents.schemas import AlertRead, IncidentDetail, IncidentList, IncidentSummary, NotificationRead, TimelineRead
+from api.incidents.schemas import (
+    AlertRead,
+    IncidentDetail,
+    IncidentList,
+    IncidentSummary,
+    NotificationList,
+    NotificationRead,
+    TimelineRead,
+)
 from vigil.contracts import IncidentState, IncidentStatus, Severity, parse_incident_number
 from vigil.models import AlertRow, Incident, NotificationAttempt, TimelineEvent
 from vigil.settings import Settings
@@ -81,5 +89,25 @@ def detail(*, session: Session, settings: Settings, number: int, live: IncidentS
         **base,
         alerts=[AlertRead.model_validate(a) for a in alerts],
         timeline=[TimelineRead.model_validate(t) for t in timeline],
-        notifications=[NotificationRead.model_validate(n) for n in notes],
+        notifications=[NotificationRead.of(n) for n in notes],
     )
+
+
+def list_notifications(
+    *, session: Session, number: int | None = None, status: str | None = None, channel: str | None = None,
+    receipt: str | None = None, limit: int = 50, offset: int = 0,
+) -> NotificationList:
+    """Send attempts, newest first; filter by incident, status (sending/sent/failed), channel and receipt."""
+    query = select(NotificationAttempt)
+    if number is not None:
+        get_row(session=session, number=number)  # 404 for an unknown incident
+        query = query.where(NotificationAttempt.incident_number == number)
+    if status:
+        query = query.where(NotificationAttempt.status == status)
+    if channel:
+        query = query.where(NotificationAttempt.channel == channel)
+    if receipt:
+        query = query.where(NotificationAttempt.receipt == receipt)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(NotificationAttempt.id.desc()).limit(limit).offset(offset))
+    return NotificationList(items=[NotificationRead.of(r) for r in rows], total=total, limit=limit, offset=offset)

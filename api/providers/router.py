@@ -1,0 +1,96 @@
+"""POST /api/v1/providers/{name}/callbacks: an SMS/IVR middleware reports receipts, replies and keypresses.
+
+Signed like Vigil's requests to it (docs/providers.md). Receipts become `delivery_receipt` signals; an
+`ACK <n>` reply or an IVR keypress `1` acknowledges through the same update as REST, so the 200 means no
+page will start afterwards. Each event_id acts once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from fastapi import APIRouter, Request
+from pydantic import ValidationError
+
+from api.deps import StateDep, TemporalDep
+from api.errors import ERROR_RESPONSES, ApiError
+from api.providers import service
+from api.providers.schemas import CallbackResult
+from vigil.contracts import DELIVERY_RECEIPT, ReceiptInput, ReceiptType, workflow_id
+from vigil.logging import get_logger
+from vigil.providers.callbacks import ACK_DIGIT, CallbackType, ProviderCallback, parse_ack_reply
+from vigil.providers.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, InvalidSignature, verify
+
+router = APIRouter(prefix="/api/v1/providers", tags=["providers"])
+log = get_logger(__name__)
+RECEIPTS = {
+    CallbackType.delivered: ReceiptType.delivered,
+    CallbackType.failed: ReceiptType.failed,
+    CallbackType.ivr_answered: ReceiptType.ivr_answered,
+    CallbackType.ivr_no_answer: ReceiptType.ivr_no_answer,
+}
+
+
+@router.post(
+    "/{name}/callbacks",
+    response_model=CallbackResult,
+    responses={k: ERROR_RESPONSES[k] for k in (401, 404, 422, 503)},
+)
+async def callback(name: str, request: Request, state: StateDep, client: TemporalDep) -> CallbackResult:
+    """A receipt, an SMS reply or an IVR event; 401 unless signed with the provider secret."""
+    p = state.settings.providers
+    if name != p.name or p.secret is None:
+        raise ApiError(404, "not_found", f"no provider named {name!r} is configured")
+    body = await request.body()
+    try:
+        verify(
+            p.secret.get_secret_value().encode(), request.headers.get(TIMESTAMP_HEADER),
+            request.headers.get(SIGNATURE_HEADER), body, now=time.time(),
+        )
+    except InvalidSignature as err:
+        raise ApiError(401, "invalid_signature", str(err)) from err
+    try:
+        event = ProviderCallback.model_validate_json(body)
+    except ValidationError as err:
+        details = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in err.errors()]
+        raise ApiError(422, "validation_error", "invalid callback body", details) from err
+    if await asyncio.to_thread(service.seen, state.sessions, name, event.event_id):
+        return CallbackResult(status="duplicate", detail=f"event {event.event_id} was already applied")
+    result = await _apply(name, event, state, client)
+    # Recorded after acting: a failure above (Temporal down: 503) leaves the event to the provider's retry.
+    await asyncio.to_thread(service.record, state.sessions, name, event, result.incident, result.status, body)
+    log.info("provider callback", provider=name, event_id=event.event_id, type=event.type.value,
+             incident=result.incident, outcome=result.status)
+    return result
+
+
+async def _apply(name: str, event: ProviderCallback, state, client) -> CallbackResult:  # noqa: ANN001
+    if event.type in RECEIPTS:
+        page = await asyncio.to_thread(service.record_receipt, state.sessions, event)
+        if page is None:
+            return CallbackResult(status="ignored", detail="no notification with that message id or key")
+        number, key = page
+        handle = client.get_workflow_handle(workflow_id(number))
+        receipt = ReceiptInput(event_id=f"{name}:{event.event_id}", idempotency_key=key, type=RECEIPTS[event.type],
+                               error=event.error)
+        await state.bounded(service.signal_if_running(handle, DELIVERY_RECEIPT, receipt))
+        return CallbackResult(status="applied", incident=f"INC-{number}")
+    if event.type == CallbackType.sms_reply:
+        code = parse_ack_reply(event.text or "")
+        if code is None or not code.isdigit():
+            return CallbackResult(status="ignored", detail="not an `ACK <incident number>` reply")
+        number = int(code)
+        if not event.from_ or not await asyncio.to_thread(service.was_paged, state.sessions, number, event.from_):
+            return CallbackResult(status="ignored", incident=f"INC-{number}",
+                                  detail="that number was not paged for this incident")
+        return await service.acknowledge(state, client, number, event.from_, via="SMS reply")
+    if event.type == CallbackType.ivr_keypress:
+        page = await asyncio.to_thread(service.find_page, state.sessions, event)
+        if page is None:
+            return CallbackResult(status="ignored", detail="no call with that message id or key")
+        if (event.digits or "").strip() != ACK_DIGIT:
+            return CallbackResult(status="ignored", incident=f"INC-{page.incident_number}",
+                                  detail=f"keypress {event.digits!r} is not {ACK_DIGIT}")
+        return await service.acknowledge(state, client, page.incident_number, page.target, via="IVR keypress")
+    return CallbackResult(status="ignored", detail=f"unhandled type {event.type.value}")
