@@ -11,10 +11,12 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from vigil.contracts import Channel, NotifyInput
+from vigil.logging import get_logger
 from vigil.providers import PermanentDeliveryError
 from vigil.settings import SmtpSettings
 
-__all__ = ["EmailSender", "PermanentDeliveryError", "short_text"]
+__all__ = ["EmailSender", "PermanentDeliveryError", "SmtpLoginRefused", "short_text"]
+log = get_logger(__name__)
 TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=select_autoescape(["html"]),
@@ -27,6 +29,18 @@ def short_text(inp: NotifyInput) -> str:
     head = f"[Vigil] INC-{inp.number} {inp.severity.value.upper()} {inp.service}: {inp.title}"[:240]
     how = "Press 1 to acknowledge." if inp.target_channel == Channel.ivr else f"Reply ACK {inp.number} to acknowledge."
     return f"{head} {how}"
+
+
+class SmtpLoginRefused(smtplib.SMTPAuthenticationError):
+    """Wrong SMTP credentials: still an OSError, so retried, but named plainly in the notification log."""
+
+    @property
+    def reply(self) -> str:
+        text = self.smtp_error
+        return f"{self.smtp_code} {text.decode(errors='replace') if isinstance(text, bytes) else text}"
+
+    def __str__(self) -> str:
+        return f"SMTP login refused ({self.reply}); check VIGIL_SMTP_USERNAME and VIGIL_SMTP_PASSWORD"
 
 
 class EmailSender:
@@ -50,17 +64,36 @@ class EmailSender:
         msg.add_alternative(TEMPLATES.get_template("incident_email.html.j2").render(ctx), subtype="html")
         return msg
 
+    def tls_context(self) -> ssl.SSLContext:
+        """A verifying context: certificate and host name are checked, against `ca_file` if set."""
+        ca_file = self.settings.ca_file
+        # Built per send, not at start: a bad CA file fails the email (retried, in the notification log),
+        # never the worker and with it every other channel.
+        return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+
     def send(self, inp: NotifyInput, ack_url: str | None = None) -> str:
         s = self.settings
         msg = self.render(inp, ack_url)
-        smtp_cls = smtplib.SMTP_SSL if s.ssl else smtplib.SMTP
         try:
-            with smtp_cls(s.host, s.port, timeout=s.timeout_seconds) as smtp:
-                if s.starttls and not s.ssl:
-                    smtp.starttls(context=ssl.create_default_context())
+            # smtplib.SMTP_SSL without a context would use the stdlib's unverified one.
+            smtp = (
+                smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout_seconds, context=self.tls_context())
+                if s.ssl else smtplib.SMTP(s.host, s.port, timeout=s.timeout_seconds)
+            )
+            with smtp:
+                if s.starttls:
+                    smtp.starttls(context=self.tls_context())
                 if s.username and s.password:
                     smtp.login(s.username, s.password.get_secret_value())
                 smtp.send_message(msg)
+        except smtplib.SMTPAuthenticationError as err:
+            refused = SmtpLoginRefused(err.smtp_code, err.smtp_error)
+            log.error(
+                "smtp login refused; check VIGIL_SMTP_USERNAME and VIGIL_SMTP_PASSWORD",
+                integration=self.name, incident=f"INC-{inp.number}", host=s.host, port=s.port,
+                username=s.username, reply=refused.reply,
+            )
+            raise refused from err
         except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused) as err:
             raise PermanentDeliveryError(str(err)) from err
         return str(msg["Message-ID"])

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
 
 from tests.conftest import Keys
 from tests.helpers import pd_event
@@ -81,3 +82,13 @@ async def save_history(handle: WorkflowHandle, name: str) -> None:
         return
     history = await handle.fetch_history()
     (Path(__file__).parent / "histories" / f"{name}.json").write_text(history.to_json())
+
+
+async def activity_summaries(handle: WorkflowHandle) -> list[str]:
+    """The summary of every scheduled activity, as the Temporal UI shows it in the event history."""
+    converter = pydantic_data_converter.payload_converter
+    return [
+        converter.from_payload(event.user_metadata.summary, str)
+        async for event in handle.fetch_history_events()
+        if event.HasField("activity_task_scheduled_event_attributes") and event.user_metadata.HasField("summary")
+    ]

@@ -8,37 +8,21 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
-from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import Keys, free_port, start_dev_server
+from tests.conftest import Keys
 from tests.flows import handle_of, trigger
 from tests.helpers import eventually, pd_event
+from tests.servers import RestartableServer
 from vigil.models import AlertRow, Incident, TimelineEvent
 from vigil.schedules import ensure_reconcile_schedule
 from vigil.settings import Settings
 from workflows.incident import IncidentWorkflow
-
-
-class RestartableServer:
-    def __init__(self, db_file: Path) -> None:
-        self.db_file, self.port = db_file, free_port()
-        self.env: WorkflowEnvironment | None = None
-
-    async def start(self) -> Client:
-        self.env = await start_dev_server(port=self.port, dev_server_database_filename=str(self.db_file))
-        return self.env.client
-
-    async def stop(self) -> None:
-        assert self.env is not None
-        await self.env.shutdown()
-        self.env = None
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from temporalio.client import Client
 from temporalio.testing import TimeSkipper
 
 from tests.conftest import Inbox, Keys
-from tests.flows import attempts, handle_of, trigger
+from tests.flows import activity_summaries, attempts, current_details, handle_of, trigger
 from tests.helpers import eventually
 from tests.provider_server import ProviderServer
 from vigil.bootstrap import ack_link_secret
@@ -69,6 +69,11 @@ async def test_sms_reaches_the_middleware_signed_and_a_failed_receipt_escalates_
     assert resp.status_code == 200 and resp.json()["status"] == "applied", resp.text
     await eventually(lambda: len(sent(provider, "ivr")) == 1)
     assert sent(provider, "ivr")[0].body["ack_digit"] == "1"
+    # The Temporal UI names each page's channel and masked target; the details show the next rung and when.
+    summaries = await activity_summaries(handle_of(client, number))
+    assert {"email → oncal@…", "sms → +1555…100", "ivr → +1555…100 (call 1/3)"} <= set(summaries), summaries
+    details = await current_details(handle_of(client, number))
+    assert "**Next step:** email manager (manager) at 20" in details, details
 
     # The receipt is on the notification log; a redelivered callback does nothing twice.
     again = await provider.callback(CALLBACKS, {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DATA_DIR = Path(".data")
@@ -60,8 +60,27 @@ class SmtpSettings(BaseSettings):
     password: SecretStr | None = None
     starttls: bool = False
     ssl: bool = False
+    ca_file: Path | None = Field(
+        default=None, description="PEM bundle of CAs to trust instead of the system store."
+    )
     timeout_seconds: float = 10.0
     from_addr: str = "Vigil <vigil@localhost>"
+
+    @field_validator("ca_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `VIGIL_SMTP_CA_FILE=` in an .env file would otherwise become Path("."), the current directory.
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _one_tls_mode(self) -> SmtpSettings:
+        if self.ssl and self.starttls:
+            raise ValueError(
+                "VIGIL_SMTP_SSL (implicit TLS, usually port 465) and VIGIL_SMTP_STARTTLS (upgrade a plain "
+                "connection, usually port 587) exclude each other: set only the one your server speaks "
+                "on this port"
+            )
+        return self
 
 
 E164 = r"^\+[1-9]\d{6,14}$"

@@ -146,7 +146,8 @@ class IncidentWorkflow(PolicyLadder):
     async def _continue_as_new(self, projector: asyncio.Task[None]) -> None:
         """Hand the state to a fresh run once the ladder is between rungs and every message is handled."""
         self._continuing = True  # the ladder stops at its next wait; its position is in self.s
-        await workflow.wait_condition(self._ladder_idle)
+        # Pages in flight finish in this run, so their outcome is in the state handed over.
+        await workflow.wait_condition(lambda: self._ladder_idle() and self._notifying == 0)
         while True:
             await self._drain(projector)
             await workflow.wait_condition(workflow.all_handlers_finished)

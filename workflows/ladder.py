@@ -49,7 +49,9 @@ if TYPE_CHECKING:
 S = IncidentStatus
 TIMER = Actor(kind=ActorKind.timer, name="timer")
 PROVIDER = Actor(kind=ActorKind.system, name="provider")
-NOTIFY_TIMEOUT = timedelta(seconds=60)
+# Above one attempt's own bounds (HTTP: 3 s connect + 10 s read; SMTP: 10 s per step), and how long a page
+# whose worker died mid-send waits for its retry: nothing else tells Temporal that the attempt was lost.
+NOTIFY_TIMEOUT = timedelta(seconds=30)
 NOTIFY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2), maximum_interval=timedelta(seconds=30), maximum_attempts=4
 )
