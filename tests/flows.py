@@ -45,6 +45,13 @@ async def trigger(api: httpx.AsyncClient, keys: Keys, dedup_key: str = "demo-1",
     return int(body["message"].rsplit("INC-", 1)[1].split()[0])
 
 
+async def admin(api: httpx.AsyncClient, keys: Keys, path: str, body: dict | list, method: str = "POST") -> dict:
+    """An admin API call under /api/v1 that must succeed (200 or 201); its JSON body."""
+    resp = await api.request(method, f"/api/v1/{path}", json=body, headers=keys.auth(keys.admin))
+    assert resp.status_code in (200, 201), resp.text
+    return resp.json()
+
+
 async def post_alertmanager(api: httpx.AsyncClient, key: str, body: dict) -> dict:
     resp = await api.post("/api/v1/integrations/alertmanager", json=body, headers={"Authorization": f"Bearer {key}"})
     assert resp.status_code == 202, resp.text

@@ -15,7 +15,7 @@ from temporalio.client import Client
 from temporalio.testing import TimeSkipper
 
 from tests.conftest import Inbox, Keys
-from tests.flows import attempts, handle_of, trigger
+from tests.flows import admin, attempts, handle_of, trigger
 from tests.helpers import eventually
 from tests.provider_server import ProviderServer
 from vigil.settings import Settings
@@ -28,12 +28,6 @@ ALICE = "+15550000001"
 @pytest.fixture
 def settings(settings: Settings, provider: ProviderServer) -> Settings:
     return settings.model_copy(update={"providers": provider.provider_settings()})
-
-
-async def admin(api: httpx.AsyncClient, keys: Keys, path: str, body: dict | list, method: str = "POST") -> dict:
-    resp = await api.request(method, f"/api/v1/{path}", json=body, headers=keys.auth(keys.admin))
-    assert resp.status_code in (200, 201), resp.text
-    return resp.json()
 
 
 async def page_alice_everywhere(api: httpx.AsyncClient, keys: Keys) -> None:

@@ -13,7 +13,7 @@ from temporalio.client import Client
 from temporalio.testing import TimeSkipper
 
 from tests.conftest import Keys
-from tests.flows import attempts, handle_of, save_history, trigger
+from tests.flows import admin, attempts, handle_of, save_history, trigger
 from tests.helpers import eventually
 from tests.provider_server import ProviderServer
 from vigil.models import utcnow
@@ -28,34 +28,28 @@ def settings(settings: Settings, provider: ProviderServer) -> Settings:
     return settings.model_copy(update={"providers": provider.provider_settings()})
 
 
-async def post(api: httpx.AsyncClient, keys: Keys, path: str, body: dict | list, method: str = "POST") -> dict:
-    resp = await api.request(method, f"/api/v1/{path}", json=body, headers=keys.auth(keys.admin))
-    assert resp.status_code in (200, 201), resp.text
-    return resp.json()
-
-
 async def checkout_policy(api: httpx.AsyncClient, keys: Keys, provider: ProviderServer) -> dict:
     """alice is on call for 3 more minutes, then bob (overrides); carol manages; ops = [dave, erin]."""
     users = {}
     for name, phone in (("alice", "+15550000001"), ("bob", "+15550000002"), ("carol", "+15550000003"),
                         ("dave", "+15550000004"), ("erin", "+15550000005")):
-        users[name] = (await post(api, keys, "users", {
+        users[name] = (await admin(api, keys, "users", {
             "name": name, "email": f"{name}@example.com", "phone": phone, "timezone": "Europe/Paris",
         }))["id"]
-    schedule = await post(api, keys, "schedules", {
+    schedule = await admin(api, keys, "schedules", {
         "name": "primary", "timezone": "Europe/Paris", "rotation_start": "2026-01-05",
         "participants": [users["carol"]],
     })
     now = utcnow()
     for who, start, end in (("alice", now - timedelta(hours=1), now + timedelta(minutes=3)),
                             ("bob", now + timedelta(minutes=3), now + timedelta(hours=3))):
-        await post(api, keys, f"schedules/{schedule['id']}/overrides", {
+        await admin(api, keys, f"schedules/{schedule['id']}/overrides", {
             "user_id": users[who], "starts_at": start.isoformat(), "ends_at": end.isoformat(),
         })
-    group = await post(api, keys, "contact-groups", {"name": "ops", "members": [users["dave"], users["erin"]]})
-    hook = await post(api, keys, "webhooks", {"name": "chat", "url": provider.hook_url("chat"), "secret": "s3"})
+    group = await admin(api, keys, "contact-groups", {"name": "ops", "members": [users["dave"], users["erin"]]})
+    hook = await admin(api, keys, "webhooks", {"name": "chat", "url": provider.hook_url("chat"), "secret": "s3"})
     provider.set_hook_secret("chat", b"s3")
-    policy = await post(api, keys, "escalation-policies", {
+    policy = await admin(api, keys, "escalation-policies", {
         "name": "checkout",
         "steps": [
             {"name": "on-call", "channels": ["email", "sms"],
@@ -69,7 +63,7 @@ async def checkout_policy(api: httpx.AsyncClient, keys: Keys, provider: Provider
         "manager": {"name": "manager", "channels": ["email"], "targets": [{"kind": "user", "id": users["carol"]}],
                     "wait_seconds": 0},
     })
-    await post(api, keys, "escalation-routes", [{"service": "checkout", "severities": [], "policy_id": policy["id"]}],
+    await admin(api, keys, "escalation-routes", [{"service": "checkout", "severities": [], "policy_id": policy["id"]}],
                method="PUT")
     return {"policy": policy, "users": users}
 
@@ -80,7 +74,7 @@ async def test_policy_ladder_matches_its_preview_and_edits_only_change_new_incid
 ) -> None:
     made = await checkout_policy(api, keys, provider)
     policy_id = made["policy"]["id"]
-    preview = await post(api, keys, f"escalation-policies/{policy_id}/preview", {"severity": "critical"})
+    preview = await admin(api, keys, f"escalation-policies/{policy_id}/preview", {"severity": "critical"})
     predicted = [(label(e), e["recipient"], e["channel"]) for e in preview["entries"]]
     assert predicted[:3] == [("on-call", "alice", "email"), ("on-call", "alice", "sms"), ("team", "dave", "email")]
     assert ("on-call (repeat 1)", "bob", "sms") in predicted  # the repeat, after the handoff to bob
@@ -91,7 +85,7 @@ async def test_policy_ladder_matches_its_preview_and_edits_only_change_new_incid
     assert plan.name == "checkout"
 
     # Edited after the incident froze it: the team step now pages carol instead of the group.
-    await post(api, keys, f"escalation-policies/{policy_id}", {"steps": [
+    await admin(api, keys, f"escalation-policies/{policy_id}", {"steps": [
         *made["policy"]["steps"][:1],
         {"name": "team", "channels": ["email"], "targets": [{"kind": "user", "id": made["users"]["carol"]}],
          "wait_seconds": WAIT},

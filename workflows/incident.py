@@ -83,6 +83,7 @@ class IncidentWorkflow(PolicyLadder):
         self._pending: list[TimelineEntry] = []
         self._notifying = 0
         self._inflight: set[workflow.ActivityHandle] = set()
+        self._pages: set[asyncio.Task[None]] = set()
         self._ladder: asyncio.Task[None] | None = None
         self._projecting = False
         self._closing = False

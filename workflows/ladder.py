@@ -68,13 +68,14 @@ RECEIPTS_KEPT = 200  # event ids remembered for dedup; a provider redelivers wit
 
 class PolicyLadder:
     """Runs `self.s.plan`. Expects the workflow to provide `s`, `inp`, `_inflight`, `_notifying`,
-    `_continuing`, `_record`, `_show_details` and `_temporal_url`."""
+    `_continuing`, `_pages`, `_record`, `_show_details` and `_temporal_url`."""
 
     s: IncidentState
     inp: IncidentInput
     _inflight: set[workflow.ActivityHandle]
     _notifying: int
     _continuing: bool
+    _pages: set[asyncio.Task[None]]
 
     # --- shape of the ladder -------------------------------------------------------------------
 
@@ -144,7 +145,9 @@ class PolicyLadder:
             if not pairs:
                 self._record("notify_failed", TIMER, f"{self._rung_name(rung)}: nobody to page")
             for recipient, channel in pairs:
-                asyncio.create_task(self._deliver(rung, step, recipient, channel, ladder_round))
+                task = asyncio.create_task(self._deliver(rung, step, recipient, channel, ladder_round))
+                self._pages.add(task)  # a strong reference until it is done
+                task.add_done_callback(self._pages.discard)
             self.s.ladder_step = rung + 1
             if rung + 1 < total and step.wait_seconds:
                 self.s.next_escalation_at = workflow.now() + step.wait

@@ -32,10 +32,29 @@ RECEIPTS = {
 }
 
 
+def _inlined(schema: dict) -> dict:
+    """The model's JSON schema with its `$defs` inlined, to sit inside the OpenAPI document."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node):  # noqa: ANN001, ANN202
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return walk(defs[ref.removeprefix("#/$defs/")])
+            return {k: walk(v) for k, v in node.items()}
+        return [walk(v) for v in node] if isinstance(node, list) else node
+
+    return walk(schema)
+
+
 @router.post(
     "/{name}/callbacks",
     response_model=CallbackResult,
     responses={k: ERROR_RESPONSES[k] for k in (401, 404, 422, 503)},
+    # The body is read raw (its signature is checked before it is parsed), so FastAPI cannot infer it.
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+        "schema": _inlined(ProviderCallback.model_json_schema(by_alias=True)),
+    }}}},
 )
 async def callback(name: str, request: Request, state: StateDep, client: TemporalDep) -> CallbackResult:
     """A receipt, an SMS reply or an IVR event; 401 unless signed with the provider secret."""
