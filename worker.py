@@ -17,6 +17,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.channels import EmailSender
+from activities.jira import JiraActivities
 from activities.notify import Links, NotifyActivities
 from activities.reconcile import ReconcileActivities
 from activities.store import StoreActivities
@@ -31,6 +32,7 @@ from vigil.temporal import connect
 from vigil.ingest.delivery import Delivery
 from vigil.schedules import ensure_reconcile_schedule
 from workflows.incident import IncidentWorkflow
+from workflows.jira_sync import JiraSyncWorkflow
 from workflows.reconcile import OutboxReconcileWorkflow
 
 log = get_logger("vigil.worker")
@@ -49,10 +51,11 @@ def build_worker(
     store = StoreActivities(sessions, settings.escalation)
     reconcile = ReconcileActivities(Delivery(sessions, settings, _constant(client)))
     notify = build_notify(settings, sessions, sms=sms, ivr=ivr)
+    jira = JiraActivities(sessions, settings.jira)
     return Worker(
         client,
         task_queue=settings.temporal.task_queue,
-        workflows=[IncidentWorkflow, OutboxReconcileWorkflow],
+        workflows=[IncidentWorkflow, OutboxReconcileWorkflow, JiraSyncWorkflow],
         activities=[
             store.load_escalation_policy,
             store.freeze_escalation_policy,
@@ -60,6 +63,7 @@ def build_worker(
             store.project_incident,
             store.release_group,
             notify.send_notification,
+            jira.apply_jira_op,
             reconcile.redeliver_outbox,
         ],
         activity_executor=executor,
@@ -91,6 +95,12 @@ def build_notify(
     )
 
 
+def _jira_state(settings: Settings) -> str:
+    """What the logs and /readyz say about Jira sync."""
+    j = settings.jira
+    return f"on ({j.url}, project {j.project_key})" if j.enabled else "off (VIGIL_JIRA_URL is not set)"
+
+
 def _constant(client: Client) -> Callable[[], Awaitable[Client]]:
     async def get() -> Client:
         return client
@@ -112,7 +122,8 @@ async def main() -> None:
     with ThreadPoolExecutor(max_workers=settings.worker.max_concurrent_activities) as executor:
         worker = build_worker(client, settings, session_factory(engine), executor)
         await ensure_reconcile_schedule(client, settings)
-        log.info("worker started", task_queue=settings.temporal.task_queue, temporal=settings.temporal.address)
+        log.info("worker started", task_queue=settings.temporal.task_queue, temporal=settings.temporal.address,
+                 jira=_jira_state(settings))
         async with worker:
             await stop.wait()
             log.info("worker stopping: finishing in-flight activities",

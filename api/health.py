@@ -64,6 +64,8 @@ async def readyz(state: StateDep) -> JSONResponse:
     (and answers 503 so senders retry), which is the right behaviour during a worker deploy.
     """
     checks = {"database": await asyncio.to_thread(_db_ok, state), **await _temporal_checks(state)}
+    # Informational, like `worker`: Jira sync is optional and never gates readiness.
+    checks["jira"] = "on" if state.settings.jira.enabled else "off (VIGIL_JIRA_URL is not set)"
     ok = checks["database"] == "ok" and checks["temporal"] == "ok"
     return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
 

@@ -46,7 +46,8 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         log.info("api started", database=engine.url.render_as_string(hide_password=True),
-                 temporal=settings.temporal.address)
+                 temporal=settings.temporal.address,
+                 jira="on" if settings.jira.enabled else "off (VIGIL_JIRA_URL is not set)")
         yield
         engine.dispose()
 

@@ -237,3 +237,15 @@ def provider() -> Iterator[ProviderServer]:
     """A real, scriptable SMS/IVR middleware and webhook receiver on a free 127.0.0.1 port (fresh per test)."""
     with ProviderServer() as server:
         yield server
+
+
+# --- Jira ---------------------------------------------------------------------------------------
+
+from tests.jira_server import JiraServer  # noqa: E402  (appended section: the Jira fixtures live here)
+
+
+@pytest.fixture
+def jira_server() -> Iterator[JiraServer]:
+    """A real, scriptable Jira Cloud REST v2 server on a free 127.0.0.1 port (fresh per test)."""
+    with JiraServer() as server:
+        yield server

@@ -69,6 +69,8 @@ INCIDENT_WORKFLOW = "IncidentWorkflow"
 ADD_ALERTS = "add_alerts"
 ACKNOWLEDGE = "acknowledge"
 SNOOZE = "snooze"
+JIRA_SYNC_WORKFLOW = "JiraSyncWorkflow"
+JIRA_LINKED = "jira_linked"
 DELIVERY_RECEIPT = "delivery_receipt"
 
 INCIDENT_ID_RE = re.compile(r"^(?:INC-)?([1-9][0-9]{0,17})$", re.IGNORECASE)
@@ -190,6 +192,63 @@ class ResolveTargetsResult(BaseModel):
     unresolved: list[str] = Field(default_factory=list)  # e.g. "schedule primary: nobody on call"
 
 
+class JiraTarget(BaseModel):
+    """Jira sync of one incident, decided when it opens (None: Jira sync is off)."""
+
+    project_key: str
+    min_severity: Severity
+
+
+class JiraOpKind(StrEnum):
+    create = "create"
+    transition = "transition"  # to the Jira transition mapped from `status`
+    comment = "comment"
+    close = "close"  # the incident closed: nothing more will come
+
+
+class JiraOp(BaseModel):
+    """One change for Jira, applied in order by the incident's JiraSyncWorkflow."""
+
+    kind: JiraOpKind
+    status: IncidentStatus | None = None
+    body: str | None = None
+
+
+class JiraIssueFields(BaseModel):
+    """What the created issue says about the incident."""
+
+    number: int
+    title: str
+    severity: Severity
+    service: str
+    incident_url: str
+    temporal_url: str
+    alerts: list[AlertState] = Field(default_factory=list)
+
+
+class JiraSyncInput(BaseModel):
+    """Start input of JiraSyncWorkflow (`INC-<n>-jira`); also carried across continue-as-new."""
+
+    project_key: str
+    issue: JiraIssueFields
+    ops: list[JiraOp] = Field(default_factory=list)
+    key: str | None = None
+    closed: bool = False
+
+
+class JiraCallInput(BaseModel):
+    project_key: str
+    issue: JiraIssueFields
+    key: str | None
+    op: JiraOp
+
+
+class JiraCallResult(BaseModel):
+    key: str | None = None
+    outcome: str = "ok"  # ok | skipped
+    detail: str = ""
+
+
 class IncidentInput(BaseModel):
     """Start input of IncidentWorkflow. Alerts arrive through the add_alerts update."""
 
@@ -208,6 +267,7 @@ class IncidentInput(BaseModel):
     namespace: str = "default"
     # The batch that opened the incident (a plain start carries it; later batches arrive as updates).
     alerts: list[Alert] = Field(default_factory=list)
+    jira: JiraTarget | None = None
     # Carried across continue-as-new.
     state: IncidentState | None = None
 
@@ -339,6 +399,8 @@ class IncidentState(BaseModel):
     # The current round's deliveries by delivery key, and the provider receipts already applied (dedup).
     deliveries: dict[str, DeliveryState] = Field(default_factory=dict)
     receipts_seen: list[str] = Field(default_factory=list)
+    jira_started: bool = False  # the issue's create is queued (or done): later changes follow it
+    jira_key: str | None = None
 
 
 class ReconcileInput(BaseModel):

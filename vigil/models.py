@@ -368,3 +368,31 @@ class AckLinkUse(Base):
     incident_number: Mapped[int] = mapped_column(index=True)
     recipient: Mapped[str] = mapped_column(String(320))
     used_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class JiraIssue(Base):
+    """INC-<n> -> its Jira issue. Stored right after creation; a search by label recovers a lost one."""
+
+    __tablename__ = "jira_issues"
+
+    incident_number: Mapped[int] = mapped_column(ForeignKey("incidents.number"), primary_key=True)
+    jira_key: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class JiraSyncEntry(Base):
+    """One Jira call or webhook event: direction, operation, outcome, error, latency."""
+
+    __tablename__ = "jira_sync_log"
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    incident_number: Mapped[int | None] = mapped_column(index=True)
+    direction: Mapped[str] = mapped_column(String(8))  # out (Vigil -> Jira) | in (webhook)
+    operation: Mapped[str] = mapped_column(String(64))
+    jira_key: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # ok | skipped | failed | retrying | ignored
+    error: Mapped[str | None] = mapped_column(Text)
+    jira_id: Mapped[str | None] = mapped_column(String(64), index=True)  # e.g. the id of a comment Vigil wrote
+    latency_ms: Mapped[int | None] = mapped_column()
+    attempt: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

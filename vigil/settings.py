@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from vigil.contracts import Severity
+
 DATA_DIR = Path(".data")
 
 
@@ -139,6 +141,51 @@ class WorkerSettings(BaseSettings):
     )
 
 
+class JiraSettings(BaseSettings):
+    """Jira sync (docs/jira.md). Off unless `url` is set."""
+
+    model_config = SettingsConfigDict(env_prefix="VIGIL_JIRA_", extra="ignore")
+
+    url: str | None = Field(default=None, description="Jira base URL; unset: Jira sync is off.")
+    email: str | None = Field(default=None, description="Jira Cloud: the integration account's email (with api_token).")
+    api_token: SecretStr | None = Field(default=None, description="Jira Cloud API token.")
+    pat: SecretStr | None = Field(default=None, description="Jira Data Center personal access token (instead of email + api_token).")
+    project_key: str = Field(default="OPS", description="Project of the issues Vigil creates.")
+    issue_type: str = Field(default="Task", description="Issue type of the issues Vigil creates.")
+    min_severity: Severity = Field(default=Severity.high, description="Create an issue for incidents at or above this severity.")
+    priorities: dict[str, str] = Field(
+        default={"critical": "Highest", "high": "High", "warning": "Medium", "info": "Low"},
+        description="Vigil severity -> Jira priority name (JSON).",
+    )
+    transitions: dict[str, str] = Field(
+        default={"acknowledged": "Start Progress", "resolved": "Resolve Issue", "triggered": "Reopen Issue"},
+        description="Vigil status -> the Jira transition to apply (JSON).",
+    )
+    statuses: dict[str, str] = Field(
+        default={"In Progress": "acknowledge", "Done": "resolve", "To Do": "reopen"},
+        description="Jira status -> what it does to the incident (acknowledge, resolve, reopen) (JSON).",
+    )
+    webhook_secret: SecretStr | None = Field(default=None, description="Secret of the Jira webhook (X-Hub-Signature).")
+    timeout_seconds: float = Field(default=10.0, gt=0, description="Per Jira request.")
+
+    @property
+    def enabled(self) -> bool:
+        return self.url is not None
+
+    @model_validator(mode="after")
+    def _credentials(self) -> JiraSettings:
+        if self.url is None:
+            return self
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError("VIGIL_JIRA_URL must be an http:// or https:// URL")
+        if self.pat is None and not (self.email and self.api_token):
+            raise ValueError("Jira sync needs VIGIL_JIRA_PAT, or VIGIL_JIRA_EMAIL and VIGIL_JIRA_API_TOKEN")
+        unknown = set(self.statuses.values()) - {"acknowledge", "resolve", "reopen"}
+        if unknown:
+            raise ValueError(f"VIGIL_JIRA_STATUSES actions must be acknowledge, resolve or reopen, not {sorted(unknown)}")
+        return self
+
+
 class ProviderSettings(BaseSettings):
     """The operator's SMS/IVR middleware (docs/providers.md). A channel without a URL uses the console adapter."""
 
@@ -192,6 +239,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     providers: ProviderSettings = Field(default_factory=ProviderSettings)
+    jira: JiraSettings = Field(default_factory=JiraSettings)
     ack_links: AckLinkSettings = Field(default_factory=AckLinkSettings)
 
 
@@ -205,6 +253,7 @@ SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
     WorkerSettings,
     ProviderSettings,
     AckLinkSettings,
+    JiraSettings,
 )
 
 

@@ -19,6 +19,9 @@ with workflow.unsafe.imports_passed_through():
         ADD_ALERTS,
         DELIVERY_RECEIPT,
         INCIDENT_WORKFLOW,
+        JIRA_LINKED,
+        JiraOp,
+        JiraOpKind,
         SNOOZE,
         AcknowledgeInput,
         Actor,
@@ -46,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from vigil.escalation import human_duration, idempotency_key, mask_target
     from vigil.state_machine import InvalidTransition, Transition, can, next_status
+    from workflows.jira_link import JiraLink
     from workflows.ladder import PolicyLadder
 
 S = IncidentStatus
@@ -67,7 +71,7 @@ def refused(err: InvalidTransition) -> ApplicationError:
 
 
 @workflow.defn(name=INCIDENT_WORKFLOW)
-class IncidentWorkflow(PolicyLadder):
+class IncidentWorkflow(PolicyLadder, JiraLink):
     @workflow.init
     def __init__(self, inp: IncidentInput) -> None:
         self.inp = inp
@@ -84,6 +88,10 @@ class IncidentWorkflow(PolicyLadder):
         self._notifying = 0
         self._inflight: set[workflow.ActivityHandle] = set()
         self._pages: set[asyncio.Task[None]] = set()
+        self._jira_on = False
+        self._jira_queue: list[JiraOp] = []
+        self._jira_forwarding = False
+        self._jira_child_up = False
         self._ladder: asyncio.Task[None] | None = None
         self._projecting = False
         self._closing = False
@@ -99,6 +107,7 @@ class IncidentWorkflow(PolicyLadder):
                 self._take_alerts(inp.alerts)
         # Projection runs beside the incident, never in its way: a database outage delays the rows, not the pages.
         projector = asyncio.create_task(self._project_forever())
+        self._jira_task = self._jira_start()  # beside the pager too: the incident never waits on Jira
         if self.s.policy is None and self.s.plan is None:
             policy_input = LoadPolicyInput(service=self.s.service, severity=self.s.severity)
             if workflow.patched(POLICIES_PATCH):
@@ -133,6 +142,7 @@ class IncidentWorkflow(PolicyLadder):
         )
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._drain(projector)
+        await workflow.wait_condition(self._jira_idle)  # the last changes (and `close`) are handed over
         return IncidentResult(number=self.s.number, status=self.s.status)
 
     async def _project_forever(self) -> None:
@@ -152,6 +162,7 @@ class IncidentWorkflow(PolicyLadder):
         while True:
             await self._drain(projector)
             await workflow.wait_condition(workflow.all_handlers_finished)
+            await workflow.wait_condition(self._jira_idle)
             if not self._pending:
                 break
         workflow.continue_as_new(self.inp.model_copy(update={"state": self.s}))
@@ -308,6 +319,8 @@ class IncidentWorkflow(PolicyLadder):
         self.s.acknowledged_by = inp.actor.label()
         if self.s.plan is not None and self.s.plan.ack_timeout_seconds:
             self.s.retrigger_at = workflow.now() + timedelta(seconds=self.s.plan.ack_timeout_seconds)
+        if inp.note:
+            self._jira(JiraOp(kind=JiraOpKind.comment, body=f"Acknowledged in Vigil by {inp.actor.label()}: {inp.note}"))
         await self._stop_ladder()
         return TransitionResult(number=self.s.number, status=self.s.status, previous=previous)
 
@@ -332,6 +345,11 @@ class IncidentWorkflow(PolicyLadder):
                 f"only an acknowledged incident can be snoozed; INC-{self.s.number} is {self.s.status.value}",
                 self.s.status.value, type="InvalidTransition", non_retryable=True,
             )
+
+    @workflow.signal(name=JIRA_LINKED)
+    def jira_linked(self, key: str) -> None:
+        """The incident's JiraSyncWorkflow created (or found) its issue."""
+        self._jira_linked(key)
 
     @workflow.signal(name=DELIVERY_RECEIPT)
     def delivery_receipt(self, inp: ReceiptInput) -> None:
@@ -377,6 +395,7 @@ class IncidentWorkflow(PolicyLadder):
                 self.s.severity = alert.severity
                 workflow.upsert_search_attributes([sa.SEVERITY.value_set(self.s.severity.value)])
                 self._record("severity", SOURCE, f"Severity raised to {alert.severity.value} by: {alert.summary}")
+                self._jira_maybe_create()
         if refired and self.s.status == S.resolved:
             self.s.reopen_count += 1
             self._new_round()
@@ -452,6 +471,7 @@ class IncidentWorkflow(PolicyLadder):
     def _resolve(self, actor: Actor, resolution: str) -> None:
         self.s.resolve_due_at = self.s.retrigger_at = None
         self._transition(Transition.resolve, actor, f"Resolved: {resolution}")
+        self._jira(JiraOp(kind=JiraOpKind.comment, body=f"Resolved in Vigil by {actor.label()}: {resolution}"))
         self.s.resolved_at = workflow.now()
         self.s.resolved_by = actor.label()
         self.s.resolution = resolution
@@ -467,6 +487,7 @@ class IncidentWorkflow(PolicyLadder):
         workflow.logger.info("INC-%s %s by %s", self.s.number, transition.value, actor.label())
         workflow.upsert_search_attributes([sa.INCIDENT_STATUS.value_set(self.s.status.value)])
         self._record(self.s.status.value if transition != Transition.reopen else "reopened", actor, message)
+        self._jira_transition(self.s.status)
         self._show_details()
 
     def _record(self, kind: str, actor: Actor, message: str) -> None:
@@ -525,6 +546,8 @@ class IncidentWorkflow(PolicyLadder):
         lines.append(f"**Alerts:** {firing} firing / {len(s.alerts)} total")
         if s.reopen_count:
             lines.append(f"**Reopened:** {s.reopen_count}×")
+        if s.jira_key:
+            lines.append(f"**Jira:** {s.jira_key}")
         workflow.set_current_details("  \n".join(lines))
 
 

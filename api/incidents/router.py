@@ -17,6 +17,7 @@ from api.incidents.schemas import (
     AcknowledgeRequest,
     IncidentDetail,
     IncidentList,
+    JiraSync,
     NotificationList,
     ResolveRequest,
     SnoozeRequest,
@@ -80,6 +81,12 @@ def incident_notifications(
         session=session, number=service.number_of(ref), status=status, channel=channel and channel.value,
         limit=limit, offset=offset,
     )
+
+
+@router.get("/{ref}/jira", response_model=JiraSync, responses={k: ERROR_RESPONSES[k] for k in (401, 403, 404)})
+def incident_jira(ref: str, _user: Viewer, session: SessionDep, state: StateDep) -> JiraSync:
+    """The incident's Jira issue and its sync log: direction, operation, status, error, latency."""
+    return service.jira_sync(session=session, settings=state.settings, number=service.number_of(ref))
 
 
 @notifications.get("", response_model=NotificationList, responses={k: ERROR_RESPONSES[k] for k in (401, 403, 422)})

@@ -125,3 +125,25 @@ class IncidentList(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class JiraSyncRead(BaseModel):
+    """One Jira call (out) or webhook event (in)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    direction: str = Field(description="out: Vigil -> Jira; in: a Jira webhook")
+    operation: str
+    jira_key: str | None
+    status: str = Field(description="ok | skipped | failed (not retried) | retrying | ignored")
+    error: str | None
+    latency_ms: int | None
+    attempt: int
+    created_at: datetime
+
+
+class JiraSync(BaseModel):
+    incident: str
+    jira_key: str | None
+    issue_url: str | None
+    log: list[JiraSyncRead]

@@ -11,12 +11,14 @@ from api.incidents.schemas import (
     IncidentDetail,
     IncidentList,
     IncidentSummary,
+    JiraSync,
+    JiraSyncRead,
     NotificationList,
     NotificationRead,
     TimelineRead,
 )
 from vigil.contracts import IncidentState, IncidentStatus, Severity, parse_incident_number
-from vigil.models import AlertRow, Incident, NotificationAttempt, TimelineEvent
+from vigil.models import AlertRow, Incident, JiraIssue, JiraSyncEntry, NotificationAttempt, TimelineEvent
 from vigil.settings import Settings
 
 MAX_LIMIT = 200
@@ -111,3 +113,17 @@ def list_notifications(
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(query.order_by(NotificationAttempt.id.desc()).limit(limit).offset(offset))
     return NotificationList(items=[NotificationRead.of(r) for r in rows], total=total, limit=limit, offset=offset)
+
+
+def jira_sync(*, session: Session, settings: Settings, number: int) -> JiraSync:
+    """The incident's Jira issue and every sync call and webhook event about it, oldest first."""
+    get_row(session=session, number=number)
+    key = session.scalar(select(JiraIssue.jira_key).where(JiraIssue.incident_number == number))
+    rows = session.scalars(
+        select(JiraSyncEntry).where(JiraSyncEntry.incident_number == number).order_by(JiraSyncEntry.id)
+    )
+    base = (settings.jira.url or "").rstrip("/")
+    return JiraSync(
+        incident=f"INC-{number}", jira_key=key, issue_url=f"{base}/browse/{key}" if key and base else None,
+        log=[JiraSyncRead.model_validate(r) for r in rows],
+    )

@@ -30,6 +30,7 @@ from vigil.contracts import (
     Alert,
     AlertStatus,
     IncidentInput,
+    JiraTarget,
     Severity,
     TransitionResult,
     workflow_id,
@@ -226,6 +227,7 @@ class Delivery:
             public_url=s.core.public_url,
             temporal_ui_url=s.temporal.ui_url,
             namespace=s.temporal.namespace,
+            jira=JiraTarget(project_key=s.jira.project_key, min_severity=s.jira.min_severity) if s.jira.enabled else None,
         )
         client = await self.client()
         if incident.created:

@@ -1,0 +1,171 @@
+"""Vigil → Jira through the real `jira` client against tests/jira_server.py: one issue per incident (even
+across a crash between "Jira created it" and "Vigil stored it"), changes applied in order, Jira outages
+caught up without delaying the incident, permanent refusals recorded and not retried."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+from temporalio.testing import TimeSkipper
+
+from tests.conftest import Keys
+from tests.flows import handle_of, save_history, trigger
+from tests.helpers import eventually
+from tests.jira_server import JiraServer
+from vigil.settings import JiraSettings, Settings
+from workflows.incident import IncidentWorkflow
+from workflows.jira_link import jira_workflow_id
+
+
+@pytest.fixture
+def settings(settings: Settings, jira_server: JiraServer) -> Settings:
+    jira = JiraSettings(
+        url=jira_server.base_url, email=jira_server.user.email, api_token=SecretStr(jira_server.api_token),
+        project_key="OPS", timeout_seconds=5,
+    )
+    return settings.model_copy(update={"jira": jira})
+
+
+async def jira_view(api: httpx.AsyncClient, keys: Keys, number: int) -> dict:
+    resp = await api.get(f"/api/v1/incidents/INC-{number}/jira", headers=keys.auth(keys.viewer))
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def only_issue(jira: JiraServer) -> dict:
+    [issue] = jira.issues.values()
+    return issue
+
+
+async def test_incident_round_trip_to_jira(
+    api: httpx.AsyncClient, worker: None, keys: Keys, client: Client, jira_server: JiraServer,
+) -> None:
+    number = await trigger(api, keys, dedup_key="jira-1")
+    handle = handle_of(client, number)
+    key = await eventually(lambda: linked(handle), timeout=15)
+    issue = only_issue(jira_server)
+    fields = issue["fields"]
+    assert issue["key"] == key and fields["project"]["key"] == "OPS"
+    assert fields["labels"] == ["vigil", f"vigil-INC-{number}"] and fields["priority"]["name"] == "Highest"
+    assert fields["summary"].startswith(f"INC-{number} [critical] checkout:")
+    assert f"/api/v1/incidents/INC-{number}" in fields["description"] and f"/workflows/INC-{number}" in fields["description"]
+
+    headers = keys.auth(keys.responder)
+    assert (await api.post(f"/api/v1/incidents/INC-{number}/acknowledge", headers=headers,
+                           json={"note": "looking"})).status_code == 200
+    assert (await api.post(f"/api/v1/incidents/INC-{number}/resolve", headers=headers,
+                           json={"resolution": "rolled back"})).status_code == 200
+    await eventually(lambda: [t["name"] for t in jira_server.transitions_applied(key)] == ["Start Progress", "Resolve Issue"])
+    await eventually(lambda: len(jira_server.comments(key)) == 2)
+    bodies = [c["body"] for c in jira_server.comments(key)]
+    assert "looking" in bodies[0] and "rolled back" in bodies[1]
+    assert jira_server.issues[key]["fields"]["status"]["name"] == "Done"
+
+    # Findable in the Temporal UI by its Jira key; the sync log is in the API.
+    await eventually(lambda: _listed(client, key, number), timeout=15)  # visibility is eventually consistent
+    view = await jira_view(api, keys, number)
+    assert view["jira_key"] == key and view["issue_url"].endswith(f"/browse/{key}")
+    assert [e["operation"] for e in view["log"]] == [
+        "create", "transition:acknowledged", "comment", "transition:resolved", "comment",
+    ], view["log"]
+    assert all(e["status"] == "ok" and e["latency_ms"] is not None for e in view["log"])
+    await save_history(handle, "jira_linked")
+    await save_history(client.get_workflow_handle(jira_workflow_id(number)), "jira_sync")
+
+
+async def linked(handle) -> str | None:  # noqa: ANN001
+    return (await handle.query(IncidentWorkflow.state)).jira_key
+
+
+async def _listed(client: Client, key: str, number: int) -> bool:
+    found = {w.id async for w in client.list_workflows(f'JiraKey = "{key}"')}
+    return {f"INC-{number}", jira_workflow_id(number)} <= found
+
+
+async def test_below_the_severity_no_issue_until_it_rises(
+    api: httpx.AsyncClient, worker: None, keys: Keys, client: Client, jira_server: JiraServer,
+) -> None:
+    number = await trigger(api, keys, dedup_key="jira-low", severity="warning")
+    handle = handle_of(client, number)
+    await eventually(lambda: _has_plan(handle))
+    assert jira_server.created_count == 0
+    # A critical alert joins the group: the incident's severity rises, and now it gets an issue.
+    await trigger(api, keys, dedup_key="jira-low-2", severity="critical")
+    await eventually(lambda: linked(handle), timeout=15)
+    assert jira_server.created_count == 1
+
+
+async def _has_plan(handle) -> bool:  # noqa: ANN001
+    return (await handle.query(IncidentWorkflow.state)).plan is not None
+
+
+async def test_jira_down_never_delays_the_incident_and_catches_up_in_order(
+    api: httpx.AsyncClient, worker: None, keys: Keys, client: Client, skipper: TimeSkipper,
+    jira_server: JiraServer, sessions: sessionmaker[Session],
+) -> None:
+    jira_server.down()
+    number = await trigger(api, keys, dedup_key="jira-down")
+    headers = keys.auth(keys.responder)
+    # The incident's own lifecycle goes on while Jira refuses connections.
+    assert (await api.post(f"/api/v1/incidents/INC-{number}/acknowledge", headers=headers)).status_code == 200
+    assert (await api.post(f"/api/v1/incidents/INC-{number}/resolve", headers=headers,
+                           json={"resolution": "fixed"})).status_code == 200
+    await eventually(lambda: _retrying(api, keys, number))
+
+    jira_server.up()
+    sync = client.get_workflow_handle(jira_workflow_id(number))
+    await skipper.fast_forward(sync, timedelta(minutes=6))  # past the capped backoff (5 min)
+    key = await eventually(lambda: linked(handle_of(client, number)), timeout=20)
+    await eventually(lambda: [t["name"] for t in jira_server.transitions_applied(key)] == ["Start Progress", "Resolve Issue"],
+                     timeout=20)
+    assert jira_server.created_count == 1
+    assert "fixed" in jira_server.comments(key)[-1]["body"]
+
+
+async def _retrying(api: httpx.AsyncClient, keys: Keys, number: int) -> bool:
+    log = (await jira_view(api, keys, number))["log"]
+    return any(e["status"] == "retrying" and e["operation"] == "create" for e in log)
+
+
+async def test_crash_between_create_and_record_makes_no_second_issue(
+    api: httpx.AsyncClient, worker: None, keys: Keys, client: Client, jira_server: JiraServer,
+    skipper: TimeSkipper,
+) -> None:
+    """Jira stores the issue but its answer never arrives (the worker might as well have died): the retry
+    finds the issue by its label and records it instead of creating another."""
+    jira_server.crash_after_create()
+    number = await trigger(api, keys, dedup_key="jira-crash")
+    await eventually(lambda: _retrying(api, keys, number))
+    await skipper.fast_forward(client.get_workflow_handle(jira_workflow_id(number)), timedelta(seconds=30))
+    key = await eventually(lambda: linked(handle_of(client, number)), timeout=20)
+    assert jira_server.created_count == 1 and list(jira_server.issues) == [key]
+
+
+async def test_a_refused_change_is_recorded_and_not_retried(
+    api: httpx.AsyncClient, worker: None, keys: Keys, client: Client, jira_server: JiraServer,
+) -> None:
+    jira_server.reject_field("priority", "Priority name 'Highest' is not valid")
+    number = await trigger(api, keys, dedup_key="jira-400")
+    failed = await eventually(lambda: _failed(api, keys, number))
+    assert failed["operation"] == "create" and "HTTP 400" in failed["error"]
+    # The incident is unaffected, and later changes are skipped for want of an issue, not retried.
+    assert (await api.post(f"/api/v1/incidents/INC-{number}/acknowledge",
+                           headers=keys.auth(keys.responder))).status_code == 200
+    skipped = await eventually(lambda: _entry(api, keys, number, "transition:acknowledged"))
+    assert skipped["status"] == "skipped"
+    log = (await jira_view(api, keys, number))["log"]
+    assert sum(1 for e in log if e["operation"] == "create") == 1
+    assert jira_server.created_count == 0
+
+
+async def _failed(api: httpx.AsyncClient, keys: Keys, number: int) -> dict | None:
+    return next((e for e in (await jira_view(api, keys, number))["log"] if e["status"] == "failed"), None)
+
+
+async def _entry(api: httpx.AsyncClient, keys: Keys, number: int, operation: str) -> dict | None:
+    return next((e for e in (await jira_view(api, keys, number))["log"] if e["operation"] == operation), None)
