@@ -36,6 +36,7 @@ class AppState:
     sessions: sessionmaker[Session]
     temporal: Client | None = None
     _connect_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _jira_me: dict | None = None
 
     async def temporal_client(self) -> Client:
         """The Temporal client, connecting lazily so the API starts (and says not ready) without Temporal."""
@@ -49,6 +50,19 @@ class AppState:
                     log.warning("temporal unreachable", address=self.settings.temporal.address, error=str(err))
                     raise TemporalUnavailable(str(err)) from err
         return self.temporal
+
+    def jira_identity(self) -> dict | None:
+        """The Jira integration account (`/myself`), learned once; None while Jira cannot be asked."""
+        if self._jira_me is None and self.settings.jira.enabled:
+            from activities.jira import make_client  # noqa: PLC0415 - only with Jira configured
+            from jira import JIRAError  # noqa: PLC0415
+            from requests import RequestException  # noqa: PLC0415
+
+            try:
+                self._jira_me = make_client(self.settings.jira).myself()
+            except (JIRAError, RequestException) as err:
+                log.warning("jira /myself unavailable; echo suppression falls back to the email", error=str(err))
+        return self._jira_me
 
     @cached_property
     def delivery(self) -> Delivery:

@@ -23,6 +23,7 @@ from api.schedules.router import router as schedules_router
 from api.ingest.router import router as ingest_router
 from api.acklinks.router import router as acklinks_router
 from api.providers.router import router as providers_router
+from api.webhooks.jira import router as jira_webhook_router
 from vigil.db import create_db_engine, session_factory
 from vigil.logging import configure_logging, get_logger
 from vigil.settings import Settings, get_settings
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(integrations_router)
     app.include_router(providers_router)
     app.include_router(acklinks_router)
+    app.include_router(jira_webhook_router)
     app.include_router(people.users)
     app.include_router(people.groups)
     app.include_router(schedules_router)

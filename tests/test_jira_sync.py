@@ -87,6 +87,20 @@ async def _listed(client: Client, key: str, number: int) -> bool:
     return {f"INC-{number}", jira_workflow_id(number)} <= found
 
 
+async def test_a_note_in_vigil_becomes_a_jira_comment(
+    api: httpx.AsyncClient, worker: None, keys: Keys, client: Client, jira_server: JiraServer,
+) -> None:
+    number = await trigger(api, keys, dedup_key="jira-note")
+    key = await eventually(lambda: linked(handle_of(client, number)), timeout=15)
+    resp = await api.post(f"/api/v1/incidents/INC-{number}/notes", headers=keys.auth(keys.responder),
+                          json={"body": "customer impact: checkout only"})
+    assert resp.status_code == 200, resp.text
+    await eventually(lambda: [c["body"] for c in jira_server.comments(key)] == [
+        "Note from user:rita@test in Vigil: customer impact: checkout only"])
+    blank = await api.post(f"/api/v1/incidents/INC-{number}/notes", headers=keys.auth(keys.responder), json={"body": " "})
+    assert blank.status_code == 422
+
+
 async def test_below_the_severity_no_issue_until_it_rises(
     api: httpx.AsyncClient, worker: None, keys: Keys, client: Client, jira_server: JiraServer,
 ) -> None:

@@ -52,6 +52,7 @@ class ActorKind(StrEnum):
     source = "source"
     timer = "timer"
     system = "system"
+    jira = "jira"  # a person acting in Jira (webhook): never synced back to Jira
 
 
 class Actor(BaseModel):
@@ -69,6 +70,9 @@ INCIDENT_WORKFLOW = "IncidentWorkflow"
 ADD_ALERTS = "add_alerts"
 ACKNOWLEDGE = "acknowledge"
 SNOOZE = "snooze"
+REOPEN = "reopen"
+ADD_NOTE = "add_note"
+ASSIGN = "assign"
 JIRA_SYNC_WORKFLOW = "JiraSyncWorkflow"
 JIRA_LINKED = "jira_linked"
 DELIVERY_RECEIPT = "delivery_receipt"
@@ -295,6 +299,21 @@ class ResolveInput(BaseModel):
     resolution: str = Field(min_length=1)
 
 
+class ReopenInput(BaseModel):
+    actor: Actor
+    note: str = ""
+
+
+class NoteInput(BaseModel):
+    actor: Actor
+    body: str = Field(min_length=1)
+
+
+class AssignInput(BaseModel):
+    actor: Actor
+    assignee: str | None  # a display name (or email); None unassigns
+
+
 class TransitionResult(BaseModel):
     number: int
     status: IncidentStatus
@@ -400,6 +419,7 @@ class IncidentState(BaseModel):
     deliveries: dict[str, DeliveryState] = Field(default_factory=dict)
     receipts_seen: list[str] = Field(default_factory=list)
     jira_started: bool = False  # the create is queued (or done): later changes follow it
+    assignee: str | None = None
     jira_key: str | None = None
 
 

@@ -19,9 +19,15 @@ with workflow.unsafe.imports_passed_through():
         ADD_ALERTS,
         DELIVERY_RECEIPT,
         INCIDENT_WORKFLOW,
+        ADD_NOTE,
+        ASSIGN,
         JIRA_LINKED,
+        REOPEN,
+        AssignInput,
         JiraOp,
         JiraOpKind,
+        NoteInput,
+        ReopenInput,
         SNOOZE,
         AcknowledgeInput,
         Actor,
@@ -319,7 +325,7 @@ class IncidentWorkflow(PolicyLadder, JiraLink):
         self.s.acknowledged_by = inp.actor.label()
         if self.s.plan is not None and self.s.plan.ack_timeout_seconds:
             self.s.retrigger_at = workflow.now() + timedelta(seconds=self.s.plan.ack_timeout_seconds)
-        if inp.note:
+        if inp.note and inp.actor.kind != ActorKind.jira:
             self._jira(JiraOp(kind=JiraOpKind.comment, body=f"Acknowledged in Vigil by {inp.actor.label()}: {inp.note}"))
         await self._stop_ladder()
         return TransitionResult(number=self.s.number, status=self.s.status, previous=previous)
@@ -397,10 +403,7 @@ class IncidentWorkflow(PolicyLadder, JiraLink):
                 self._record("severity", SOURCE, f"Severity raised to {alert.severity.value} by: {alert.summary}")
                 self._jira_maybe_create()
         if refired and self.s.status == S.resolved:
-            self.s.reopen_count += 1
-            self._new_round()
-            self.s.resolved_at = self.s.resolved_by = self.s.resolution = None
-            self._transition(Transition.reopen, SOURCE, "Reopened: an alert fired again within the reopen window")
+            self._reopen(SOURCE, "Reopened: an alert fired again within the reopen window")
             reopened = True
         elif refired and self.s.resolve_due_at is not None:
             self.s.resolve_due_at = None
@@ -416,6 +419,49 @@ class IncidentWorkflow(PolicyLadder, JiraLink):
                     f"All alerts resolved at the source; resolving in {human_duration(hold)} unless one fires again",
                 )
         return AddAlertsResult(number=self.s.number, status=self.s.status, new_alerts=new, reopened=reopened)
+
+    def _reopen(self, actor: Actor, message: str) -> None:
+        self.s.reopen_count += 1
+        self._new_round()
+        self.s.resolved_at = self.s.resolved_by = self.s.resolution = None
+        self._transition(Transition.reopen, actor, message)
+
+    @workflow.update(name=REOPEN)
+    def reopen(self, inp: ReopenInput) -> TransitionResult:
+        """A person reopens a resolved incident (from Jira): back to triggered, and the ladder starts again."""
+        self._reopen(inp.actor, f"Reopened by {inp.actor.label()}" + (f": {inp.note}" if inp.note else ""))
+        return TransitionResult(number=self.s.number, status=self.s.status, previous=S.resolved)
+
+    @reopen.validator
+    def _validate_reopen(self, inp: ReopenInput) -> None:
+        if self._closing:
+            raise refused(InvalidTransition(Transition.reopen, S.closed))
+        self._validate(Transition.reopen)
+
+    @workflow.update(name=ADD_NOTE)
+    def add_note(self, inp: NoteInput) -> TransitionResult:
+        """A note on the incident's timeline; a note written in Vigil becomes a Jira comment."""
+        self._record("note", inp.actor, inp.body)
+        if inp.actor.kind != ActorKind.jira:
+            self._jira(JiraOp(kind=JiraOpKind.comment, body=f"Note from {inp.actor.label()} in Vigil: {inp.body}"))
+        return TransitionResult(number=self.s.number, status=self.s.status, previous=self.s.status)
+
+    @add_note.validator
+    def _validate_note(self, inp: NoteInput) -> None:
+        if self._closing or self.s.status == S.closed:
+            raise ApplicationError(f"INC-{self.s.number} is closed", S.closed.value, type="InvalidTransition",
+                                   non_retryable=True)
+
+    @workflow.update(name=ASSIGN)
+    def assign(self, inp: AssignInput) -> TransitionResult:
+        self.s.assignee = inp.assignee
+        self._record("assigned", inp.actor, f"Assigned to {inp.assignee}" if inp.assignee else "Unassigned")
+        self._show_details()
+        return TransitionResult(number=self.s.number, status=self.s.status, previous=self.s.status)
+
+    @assign.validator
+    def _validate_assign(self, inp: AssignInput) -> None:
+        self._validate_note(NoteInput(actor=inp.actor, body="-"))
 
     def _auto_resolve(self, resolution: str) -> None:
         self._resolve(SOURCE, resolution)
@@ -471,7 +517,8 @@ class IncidentWorkflow(PolicyLadder, JiraLink):
     def _resolve(self, actor: Actor, resolution: str) -> None:
         self.s.resolve_due_at = self.s.retrigger_at = None
         self._transition(Transition.resolve, actor, f"Resolved: {resolution}")
-        self._jira(JiraOp(kind=JiraOpKind.comment, body=f"Resolved in Vigil by {actor.label()}: {resolution}"))
+        if actor.kind != ActorKind.jira:
+            self._jira(JiraOp(kind=JiraOpKind.comment, body=f"Resolved in Vigil by {actor.label()}: {resolution}"))
         self.s.resolved_at = workflow.now()
         self.s.resolved_by = actor.label()
         self.s.resolution = resolution
@@ -487,7 +534,8 @@ class IncidentWorkflow(PolicyLadder, JiraLink):
         workflow.logger.info("INC-%s %s by %s", self.s.number, transition.value, actor.label())
         workflow.upsert_search_attributes([sa.INCIDENT_STATUS.value_set(self.s.status.value)])
         self._record(self.s.status.value if transition != Transition.reopen else "reopened", actor, message)
-        self._jira_transition(self.s.status)
+        if actor.kind != ActorKind.jira:  # what Jira did, Jira knows
+            self._jira_transition(self.s.status)
         self._show_details()
 
     def _record(self, kind: str, actor: Actor, message: str) -> None:
@@ -548,6 +596,8 @@ class IncidentWorkflow(PolicyLadder, JiraLink):
             lines.append(f"**Reopened:** {s.reopen_count}×")
         if s.jira_key:
             lines.append(f"**Jira:** {s.jira_key}")
+        if s.assignee:
+            lines.append(f"**Assignee:** {s.assignee}")
         workflow.set_current_details("  \n".join(lines))
 
 

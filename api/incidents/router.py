@@ -18,6 +18,7 @@ from api.incidents.schemas import (
     IncidentDetail,
     IncidentList,
     JiraSync,
+    NoteRequest,
     NotificationList,
     ResolveRequest,
     SnoozeRequest,
@@ -29,6 +30,7 @@ from vigil.contracts import (
     ActorKind,
     Channel,
     IncidentStatus,
+    NoteInput,
     ResolveInput,
     Severity,
     SnoozeInput,
@@ -128,6 +130,13 @@ async def snooze(ref: str, body: SnoozeRequest, user: Responder, state: StateDep
     return await transition(state, client, ref, "snooze", IncidentWorkflow.snooze, inp)
 
 
+@router.post("/{ref}/notes", response_model=IncidentDetail, responses=TRANSITION_ERRORS)
+async def add_note(ref: str, body: NoteRequest, user: Responder, state: StateDep, client: TemporalDep) -> IncidentDetail:
+    """A note on the incident's timeline; with Jira sync on, it is also added to the issue as a comment."""
+    inp = NoteInput(actor=_actor(user), body=body.body)
+    return await transition(state, client, ref, "note", IncidentWorkflow.add_note, inp)
+
+
 def _actor(user: Principal) -> Actor:
     return Actor(kind=ActorKind.user, name=user.email)
 
@@ -162,7 +171,7 @@ async def transition(state, client, ref: str, name: str, update, inp) -> Inciden
         ) from err
     API_TRANSITIONS.labels(transition=name, outcome="ok").inc()
     live = await state.bounded(handle.query(IncidentWorkflow.state))
-    log.info(f"incident {name}d", incident=f"INC-{number}", workflow_id=handle.id, actor=inp.actor.label())
+    log.info("incident updated", update=name, incident=f"INC-{number}", workflow_id=handle.id, actor=inp.actor.label())
     return await asyncio.to_thread(_detail, state, number, live)
 
 

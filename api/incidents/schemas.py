@@ -24,6 +24,17 @@ class ResolveRequest(BaseModel):
         return value.strip()
 
 
+class NoteRequest(BaseModel):
+    body: str = Field(min_length=1, max_length=10000, description="Added to the timeline (and to Jira as a comment).")
+
+    @field_validator("body")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("body must not be blank")
+        return value.strip()
+
+
 class SnoozeRequest(BaseModel):
     minutes: int = Field(gt=0, le=7 * 24 * 60, description="Re-trigger after this many minutes unless resolved.")
     note: str = Field(default="", max_length=4000)
@@ -135,7 +146,7 @@ class JiraSyncRead(BaseModel):
     direction: str = Field(description="out: Vigil -> Jira; in: a Jira webhook")
     operation: str
     jira_key: str | None
-    status: str = Field(description="ok | skipped | failed (not retried) | retrying | ignored")
+    status: str = Field(description="out: ok | skipped | failed (not retried) | retrying; in: applied | ignored")
     error: str | None
     latency_ms: int | None
     attempt: int
