@@ -99,7 +99,21 @@ class JiraActivities:
                 return JiraCallResult(key=inp.key, outcome="skipped", detail=detail), None
             client.transition_issue(inp.key, available[name])
             return JiraCallResult(key=inp.key, detail=name), None
+        if inp.op.kind == JiraOpKind.assign:
+            return self._assign(client, inp.key, inp.op.body), None
         return JiraCallResult(key=inp.key, outcome="skipped", detail=f"nothing to do for {inp.op.kind.value}"), None
+
+    def _assign(self, client: JIRA, key: str, email: str | None) -> JiraCallResult:
+        """Assign by email: Cloud needs the account id, Data Center the username; the client maps either."""
+        if email is None:
+            client.assign_issue(key, None)
+            return JiraCallResult(key=key, detail="unassigned")
+        # Cloud searches users with `query`, Data Center with `user`.
+        found = client.search_users(query=email) if client._is_cloud else client.search_users(user=email)  # noqa: SLF001
+        if not any(getattr(u, "emailAddress", None) == email for u in found) and len(found) != 1:
+            return JiraCallResult(key=key, outcome="skipped", detail=f"no single Jira user with email {email}")
+        client.assign_issue(key, email)
+        return JiraCallResult(key=key, detail=email)
 
     def _create(self, inp: JiraCallInput) -> str:
         """The incident's issue: the stored mapping, else one found by its label (created by an attempt that

@@ -4,7 +4,7 @@ caught up without delaying the incident, permanent refusals recorded and not ret
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
@@ -16,7 +16,7 @@ from temporalio.testing import TimeSkipper
 from tests.conftest import Keys
 from tests.flows import handle_of, save_history, trigger
 from tests.helpers import eventually
-from tests.jira_server import JiraServer
+from tests.jira_server import JiraServer, JiraUser
 from vigil.settings import JiraSettings, Settings
 from workflows.incident import IncidentWorkflow
 from workflows.jira_link import jira_workflow_id
@@ -101,6 +101,39 @@ async def test_a_note_in_vigil_becomes_a_jira_comment(
     assert blank.status_code == 422
 
 
+async def test_assignee_is_mapped_by_email_to_a_jira_account(
+    api: httpx.AsyncClient, worker: None, keys: Keys, client: Client, jira_server: JiraServer,
+) -> None:
+    dana = jira_server.add_user(JiraUser("acc-dana", "dana@example.com", "Dana Ops", "dana"))
+    number = await trigger(api, keys, dedup_key="jira-assign")
+    key = await eventually(lambda: linked(handle_of(client, number)), timeout=15)
+    headers = keys.auth(keys.responder)
+    assert (await api.post(f"/api/v1/incidents/INC-{number}/assign", headers=headers,
+                           json={"assignee": "dana@example.com"})).status_code == 200
+    await eventually(lambda: (jira_server.issues[key]["fields"]["assignee"] or {}).get("accountId") == dana.account_id)
+    # An email Jira does not know is recorded as skipped, not retried forever.
+    assert (await api.post(f"/api/v1/incidents/INC-{number}/assign", headers=headers,
+                           json={"assignee": "nobody@example.com"})).status_code == 200
+    skipped = await eventually(lambda: _entry(api, keys, number, "assign", status="skipped"))
+    assert "nobody@example.com" in skipped["error"]
+    assert (await handle_of(client, number).query(IncidentWorkflow.state)).assignee == "nobody@example.com"
+
+
+async def test_rate_limited_by_jira_waits_and_goes_on(
+    api: httpx.AsyncClient, worker: None, keys: Keys, client: Client, jira_server: JiraServer,
+) -> None:
+    """429 with Retry-After: retried after it (not at once, not given up); the incident is not held up."""
+    jira_server.fail_next(1, 429, retry_after=3, method="POST", path_prefix="/rest/api/2/issue")
+    number = await trigger(api, keys, dedup_key="jira-429")
+    await eventually(lambda: linked(handle_of(client, number)), timeout=20)
+    log = (await jira_view(api, keys, number))["log"]
+    assert [(e["operation"], e["status"]) for e in log[:2]] == [("create", "retrying"), ("create", "ok")]
+    assert "HTTP 429" in log[0]["error"] and jira_server.created_count == 1
+    # Retry-After (3 s), not the policy's first interval (2 s), set the wait.
+    gap = datetime.fromisoformat(log[1]["created_at"]) - datetime.fromisoformat(log[0]["created_at"])
+    assert gap >= timedelta(seconds=3), gap
+
+
 async def test_below_the_severity_no_issue_until_it_rises(
     api: httpx.AsyncClient, worker: None, keys: Keys, client: Client, jira_server: JiraServer,
 ) -> None:
@@ -181,5 +214,8 @@ async def _failed(api: httpx.AsyncClient, keys: Keys, number: int) -> dict | Non
     return next((e for e in (await jira_view(api, keys, number))["log"] if e["status"] == "failed"), None)
 
 
-async def _entry(api: httpx.AsyncClient, keys: Keys, number: int, operation: str) -> dict | None:
-    return next((e for e in (await jira_view(api, keys, number))["log"] if e["operation"] == operation), None)
+async def _entry(
+    api: httpx.AsyncClient, keys: Keys, number: int, operation: str, status: str | None = None,
+) -> dict | None:
+    log = (await jira_view(api, keys, number))["log"]
+    return next((e for e in log if e["operation"] == operation and status in (None, e["status"])), None)

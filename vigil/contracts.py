@@ -207,6 +207,7 @@ class JiraOpKind(StrEnum):
     create = "create"
     transition = "transition"  # to the Jira transition mapped from `status`
     comment = "comment"
+    assign = "assign"  # `body`: the assignee's email (None: unassign), mapped to a Jira account
     close = "close"  # the incident closed: nothing more will come
 
 

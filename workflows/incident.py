@@ -454,7 +454,10 @@ class IncidentWorkflow(PolicyLadder, JiraLink):
 
     @workflow.update(name=ASSIGN)
     def assign(self, inp: AssignInput) -> TransitionResult:
+        """Who owns the incident; set in Vigil it is mapped to the Jira issue's assignee by email."""
         self.s.assignee = inp.assignee
+        if inp.actor.kind != ActorKind.jira:
+            self._jira(JiraOp(kind=JiraOpKind.assign, body=inp.assignee))
         self._record("assigned", inp.actor, f"Assigned to {inp.assignee}" if inp.assignee else "Unassigned")
         self._show_details()
         return TransitionResult(number=self.s.number, status=self.s.status, previous=self.s.status)

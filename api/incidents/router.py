@@ -15,6 +15,7 @@ from api.errors import ERROR_RESPONSES, ApiError
 from api.incidents import service
 from api.incidents.schemas import (
     AcknowledgeRequest,
+    AssignRequest,
     IncidentDetail,
     IncidentList,
     JiraSync,
@@ -28,6 +29,7 @@ from vigil.contracts import (
     AcknowledgeInput,
     Actor,
     ActorKind,
+    AssignInput,
     Channel,
     IncidentStatus,
     NoteInput,
@@ -135,6 +137,13 @@ async def add_note(ref: str, body: NoteRequest, user: Responder, state: StateDep
     """A note on the incident's timeline; with Jira sync on, it is also added to the issue as a comment."""
     inp = NoteInput(actor=_actor(user), body=body.body)
     return await transition(state, client, ref, "note", IncidentWorkflow.add_note, inp)
+
+
+@router.post("/{ref}/assign", response_model=IncidentDetail, responses=TRANSITION_ERRORS)
+async def assign(ref: str, body: AssignRequest, user: Responder, state: StateDep, client: TemporalDep) -> IncidentDetail:
+    """Set (or clear) who owns the incident; with Jira sync on, the issue is assigned to the Jira user with that email."""
+    inp = AssignInput(actor=_actor(user), assignee=body.assignee)
+    return await transition(state, client, ref, "assign", IncidentWorkflow.assign, inp)
 
 
 def _actor(user: Principal) -> Actor:

@@ -35,6 +35,10 @@ class NoteRequest(BaseModel):
         return value.strip()
 
 
+class AssignRequest(BaseModel):
+    assignee: str | None = Field(max_length=320, description="The owner's email (mapped to a Jira account); null unassigns.")
+
+
 class SnoozeRequest(BaseModel):
     minutes: int = Field(gt=0, le=7 * 24 * 60, description="Re-trigger after this many minutes unless resolved.")
     note: str = Field(default="", max_length=4000)
