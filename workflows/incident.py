@@ -448,9 +448,7 @@ class IncidentWorkflow(PolicyLadder, JiraLink):
 
     @add_note.validator
     def _validate_note(self, inp: NoteInput) -> None:
-        if self._closing or self.s.status == S.closed:
-            raise ApplicationError(f"INC-{self.s.number} is closed", S.closed.value, type="InvalidTransition",
-                                   non_retryable=True)
+        self._refuse_if_closed()
 
     @workflow.update(name=ASSIGN)
     def assign(self, inp: AssignInput) -> TransitionResult:
@@ -464,7 +462,12 @@ class IncidentWorkflow(PolicyLadder, JiraLink):
 
     @assign.validator
     def _validate_assign(self, inp: AssignInput) -> None:
-        self._validate_note(NoteInput(actor=inp.actor, body="-"))
+        self._refuse_if_closed()
+
+    def _refuse_if_closed(self) -> None:
+        if self._closing or self.s.status == S.closed:
+            raise ApplicationError(f"INC-{self.s.number} is closed", S.closed.value, type="InvalidTransition",
+                                   non_retryable=True)
 
     def _auto_resolve(self, resolution: str) -> None:
         self._resolve(SOURCE, resolution)

@@ -4,9 +4,20 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from vigil.contracts import IncidentStatus, Severity
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value.strip()
+
+
+Text = Annotated[str, Field(min_length=1, max_length=10000), AfterValidator(_not_blank)]
 
 
 class AcknowledgeRequest(BaseModel):
@@ -14,25 +25,11 @@ class AcknowledgeRequest(BaseModel):
 
 
 class ResolveRequest(BaseModel):
-    resolution: str = Field(min_length=1, max_length=10000, description="What fixed it; required.")
-
-    @field_validator("resolution")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("resolution must not be blank")
-        return value.strip()
+    resolution: Text = Field(description="What fixed it; required.")
 
 
 class NoteRequest(BaseModel):
-    body: str = Field(min_length=1, max_length=10000, description="Added to the timeline (and to Jira as a comment).")
-
-    @field_validator("body")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("body must not be blank")
-        return value.strip()
+    body: Text = Field(description="Added to the timeline (and to Jira as a comment).")
 
 
 class AssignRequest(BaseModel):
