@@ -185,6 +185,10 @@ class Recipient(BaseModel):
     url: str | None = None  # webhook only
     via: str = ""  # how it was reached: "group ops", "schedule primary (on call)"
 
+    def address(self, channel: Channel) -> str | None:
+        """Where `channel` reaches this recipient: the email, the URL (webhook) or the phone (SMS, IVR)."""
+        return self.email if channel == Channel.email else self.url if channel == Channel.webhook else self.phone
+
 
 class ResolveTargetsInput(BaseModel):
     targets: list[PolicyTarget]
@@ -499,8 +503,7 @@ class NotifyInput(BaseModel):
         """Where this notification goes: an email address, an E.164 number or a webhook URL."""
         if self.recipient is None:
             return self.step.target  # type: ignore[union-attr]
-        r, ch = self.recipient, self.target_channel
-        return (r.email if ch == Channel.email else r.url if ch == Channel.webhook else r.phone) or ""
+        return self.recipient.address(self.target_channel) or ""
 
     @property
     def label(self) -> str:

@@ -65,9 +65,7 @@ def contact_recipient(target: PolicyTarget) -> Recipient:
 def delivery_key(number: int, ladder_round: int, rung: int, channel: Channel, recipient: Recipient) -> str:
     """`INC-n/r<round>s<rung>/<channel>/<who>`: one page of one rung; stable across activity retries and worker
     crashes, so a provider that honours the key never pages twice. An IVR retry appends `/call<n>`."""
-    who = f"{recipient.kind.value}:{recipient.id}" if recipient.id is not None else (
-        recipient.email if channel == Channel.email else recipient.url if channel == Channel.webhook else recipient.phone
-    )
+    who = f"{recipient.kind.value}:{recipient.id}" if recipient.id is not None else recipient.address(channel)
     return f"INC-{number}/r{ladder_round}s{rung}/{channel.value}/{who}"
 
 

@@ -276,14 +276,10 @@ class PolicyLadder:
 
 
 def _who(recipient: Recipient, channel: Channel) -> str:
-    address = (
-        recipient.email if channel == Channel.email else recipient.url if channel == Channel.webhook else recipient.phone
-    )
     if channel == Channel.webhook:
         return recipient.name  # a URL may carry a token
-    return f"{recipient.name} {mask_target(address or '')}" if recipient.kind != TargetKind.contact else mask_target(
-        address or ""
-    )
+    masked = mask_target(recipient.address(channel) or "")
+    return masked if recipient.kind == TargetKind.contact else f"{recipient.name} {masked}"
 
 
 def _cause(err: BaseException) -> str:

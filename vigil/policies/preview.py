@@ -7,7 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from vigil.contracts import Channel, FrozenPolicy, PolicyTarget, Recipient, ResolveTargetsResult, Severity, TargetKind
+from vigil.contracts import Channel, FrozenPolicy, PolicyTarget, ResolveTargetsResult, Severity, TargetKind
 from vigil.escalation import plan
 from vigil.models import EscalationPolicyRow
 from vigil.policies.service import freeze, resolve_targets
@@ -46,11 +46,6 @@ class Preview(BaseModel):
     unresolved: list[PreviewGap]
 
 
-def address(recipient: Recipient, channel: Channel) -> str:
-    value = recipient.email if channel == Channel.email else recipient.url if channel == Channel.webhook else recipient.phone
-    return value or ""
-
-
 def preview(*, session: Session, policy_id: int, severity: Severity, start: datetime) -> Preview:
     """Every (recipient, channel) page of the ladder from `start`, targets resolved at each step's own time.
 
@@ -76,7 +71,7 @@ def preview(*, session: Session, policy_id: int, severity: Severity, start: date
         for recipient, channel in planned.pages:
             entries.append(PreviewEntry(
                 **where, channel=channel, recipient=recipient.name, recipient_kind=recipient.kind,
-                address=address(recipient, channel), via=recipient.via,
+                address=recipient.address(channel) or "", via=recipient.via,
                 attempts=frozen.ivr_attempts if channel == Channel.ivr else 1,
             ))
         paged = {id(r) for r, _ in planned.pages}
