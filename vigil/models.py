@@ -44,6 +44,23 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class EncryptedText(TypeDecorator[str]):
+    """Text encrypted at rest with the process's secrets key (vigil.crypto); plain str in Python."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Any) -> str | None:
+        from vigil import crypto  # noqa: PLC0415 - keeps cryptography out of the workflow sandbox's imports
+
+        return None if value is None else crypto.encrypt(value)
+
+    def process_result_value(self, value: str | None, dialect: Any) -> str | None:
+        from vigil import crypto  # noqa: PLC0415
+
+        return None if value is None else crypto.decrypt(value)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -70,6 +87,27 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)  # past it the key gets 401
+    # Written at most once a minute per key (vigil.security.LAST_USED_GRANULARITY), not on every request.
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class AuditEntry(Base):
+    """Who did what to an API key (or an admin role), from where. Never updated or deleted by Vigil."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    action: Mapped[str] = mapped_column(String(32))  # key.create | key.revoke | admin.recover | ...
+    # No foreign keys: the log outlives the users and keys it names.
+    actor_user_id: Mapped[int | None] = mapped_column(BigInteger)
+    actor: Mapped[str] = mapped_column(String(320))
+    subject_user_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    key_id: Mapped[int | None] = mapped_column(BigInteger)
+    key_prefix: Mapped[str | None] = mapped_column(String(16))
+    client: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(Text)
 
 
 class Integration(Base):
@@ -153,6 +191,11 @@ class AlertRow(AlertFields, Base):
     fingerprint: Mapped[str] = mapped_column(String(255), index=True)
     # The status last delivered to the workflow; differs from `status` while a change sits in the outbox.
     delivered_status: Mapped[str | None] = mapped_column(String(16))
+    # Refusals by Temporal that a retry would not cure (not outages); past the limit the alert is dead-lettered:
+    # out of the outbox, listed in GET /api/v1/alerts?status=dead_letter, and the operator is paged.
+    delivery_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    delivery_error: Mapped[str | None] = mapped_column(Text)
+    dead_lettered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class TimelineEvent(Base):
@@ -309,7 +352,8 @@ class Webhook(Base):
     id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     url: Mapped[str] = mapped_column(String(2000))
-    secret: Mapped[str | None] = mapped_column(Text)  # HMAC key of the signature header; never read back
+    # HMAC key of the signature header; never read back through the API, Fernet-encrypted at rest.
+    secret: Mapped[str | None] = mapped_column(EncryptedText)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
@@ -393,6 +437,8 @@ class JiraSyncEntry(Base):
     status: Mapped[str] = mapped_column(String(16))  # ok | skipped | failed | retrying | ignored
     error: Mapped[str | None] = mapped_column(Text)
     jira_id: Mapped[str | None] = mapped_column(String(64), index=True)  # e.g. the id of a comment Vigil wrote
+    # SHA-256 of an inbound webhook's signed body: a captured delivery resent under a new identifier is a duplicate.
+    body_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     latency_ms: Mapped[int | None] = mapped_column()
     attempt: Mapped[int] = mapped_column(default=1)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -7,8 +7,8 @@ Create Date: 2026-12-02 01:00:00
 
 from __future__ import annotations
 
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
 
 revision = "0008"
 down_revision = "0007"
@@ -17,8 +17,14 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table("alerts") as batch:
+        batch.add_column(sa.Column("delivery_attempts", sa.Integer(), nullable=False, server_default="0"))
+        batch.add_column(sa.Column("delivery_error", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("dead_lettered_at", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table("alerts") as batch:
+        batch.drop_column("dead_lettered_at")
+        batch.drop_column("delivery_error")
+        batch.drop_column("delivery_attempts")
