@@ -342,12 +342,12 @@ def test_callback_model() -> None:
 @pytest.mark.parametrize(
     ("text", "code"),
     [
-        ("ACK 123", "123"), ("ack 123", "123"), (" Ack  123 ", "123"), ("ACK\t42\n", "42"), ("ack INC-42", "INC-42"),
+        ("ACK 123", 123), ("ack 123", 123), (" Ack  123 ", 123), ("ACK\t42\n", 42), ("ack INC-42", 42),
         ("ACK", None), ("ACK123", None), ("ACKNOWLEDGE 123", None), ("ok ack 123", None), ("ACK 1 2", None),
-        ("", None), ("yes", None),
+        ("", None), ("yes", None), ("ACK 0", None), ("ACK 9223372036854775808", None), ("ACK 1" + "0" * 30, None),
     ],
 )
-def test_parse_ack_reply(text: str, code: str | None) -> None:
+def test_parse_ack_reply(text: str, code: int | None) -> None:
     assert parse_ack_reply(text) == code
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, Field
+from annotated_types import Ge, Le
+from pydantic import BaseModel, Field, Strict
 
 
 class Severity(StrEnum):
@@ -30,6 +32,9 @@ class IncidentStatus(StrEnum):
     acknowledged = "acknowledged"
     resolved = "resolved"
     closed = "closed"
+    # Set only by the ended-workflow check, never by the workflow: its workflow was terminated, timed out,
+    # failed or cancelled outside Vigil, and nothing pages for it any more.
+    ended = "ended"
 
 
 class AlertStatus(StrEnum):
@@ -76,6 +81,16 @@ ASSIGN = "assign"
 JIRA_SYNC_WORKFLOW = "JiraSyncWorkflow"
 JIRA_LINKED = "jira_linked"
 DELIVERY_RECEIPT = "delivery_receipt"
+
+# BIGINT and SQLite INTEGER are signed 64-bit: a larger value makes the driver raise OverflowError (a 500), so
+# every id, offset and count that reaches the database is bounded at the door (422) by these types.
+INT64_MAX = 2**63 - 1
+Id = Annotated[int, Ge(1), Le(INT64_MAX)]
+"""A row id in a path or query (strings there, so parsed)."""
+Offset = Annotated[int, Ge(0), Le(INT64_MAX)]
+"""A paging offset in a query."""
+BodyId = Annotated[Id, Strict()]
+"""A row id in a JSON body: strict, so `true` or `"7"` is refused rather than read as an id."""
 
 INCIDENT_ID_RE = re.compile(r"^(?:INC-)?([1-9][0-9]{0,17})$", re.IGNORECASE)
 
@@ -437,6 +452,9 @@ class ReconcileResult(BaseModel):
     delivered: int = 0
     rerouted: int = 0
     released: int = 0
+    refused: int = 0
+    dead_lettered: int = 0
+    waiting: int = 0
 
 
 class IncidentResult(BaseModel):
@@ -514,6 +532,27 @@ class NotifyResult(BaseModel):
     status: str
     provider_message_id: str | None = None
     error: str | None = None
+
+
+class CancelRequestInput(BaseModel):
+    workflow_id: str
+    run_id: str
+
+
+class CancelRequest(BaseModel):
+    """Who asked Temporal to cancel a workflow, and why (from its WorkflowExecutionCancelRequested event)."""
+
+    identity: str = ""
+    reason: str = ""
+
+
+class EndedCheckInput(BaseModel):
+    max_incidents: int = 500
+
+
+class EndedCheckResult(BaseModel):
+    checked: int = 0
+    ended: list[int] = Field(default_factory=list)
 
 
 IncidentInput.model_rebuild()

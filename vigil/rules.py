@@ -3,7 +3,7 @@ form the group key, and a severity map overrides the default severity names."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, StrictInt, field_validator
 
 from vigil.contracts import Alert, Severity
 from vigil.matchers import Matcher, alert_labels, matches_all
@@ -21,8 +21,8 @@ class Threshold(BaseModel):
     """Open an incident once `count` alerts of a group arrived within `window_seconds`, or at once for an alert
     at least as severe as `immediate_severity`. Until then the alerts are stored as `pending`."""
 
-    count: int = Field(default=1, ge=1, le=10_000)
-    window_seconds: int = Field(default=600, ge=1, le=7 * 24 * 3600)
+    count: StrictInt = Field(default=1, ge=1, le=10_000)
+    window_seconds: StrictInt = Field(default=600, ge=1, le=7 * 24 * 3600)
     immediate_severity: Severity = Severity.critical
 
 

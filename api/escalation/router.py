@@ -19,6 +19,7 @@ from api.escalation.schemas import (
     WebhookRead,
     WebhookUpdate,
 )
+from vigil.contracts import Id
 from vigil.models import EscalationPolicyRow, Webhook, utcnow
 from vigil.policies.preview import Preview, preview
 
@@ -41,17 +42,17 @@ def list_webhooks(_user: Admin, session: SessionDep) -> list[WebhookRead]:
 
 
 @webhooks.get(WEBHOOK, response_model=WebhookRead, responses=ADMIN_ERRORS)
-def get_webhook(webhook_id: int, _user: Admin, session: SessionDep) -> WebhookRead:
+def get_webhook(webhook_id: Id, _user: Admin, session: SessionDep) -> WebhookRead:
     return service.webhook_read(get_or_404(session, Webhook, webhook_id, "webhook"))
 
 
 @webhooks.patch(WEBHOOK, response_model=WebhookRead, responses=ADMIN_ERRORS)
-def update_webhook(webhook_id: int, body: WebhookUpdate, _user: Admin, session: SessionDep) -> WebhookRead:
+def update_webhook(webhook_id: Id, body: WebhookUpdate, _user: Admin, session: SessionDep) -> WebhookRead:
     return service.webhook_read(service.update_webhook(session=session, webhook_id=webhook_id, body=body))
 
 
 @webhooks.delete(WEBHOOK, status_code=status.HTTP_204_NO_CONTENT, responses=ADMIN_ERRORS)
-def delete_webhook(webhook_id: int, _user: Admin, session: SessionDep) -> None:
+def delete_webhook(webhook_id: Id, _user: Admin, session: SessionDep) -> None:
     """409 naming the escalation policies that still target the webhook."""
     service.delete_webhook(session=session, webhook_id=webhook_id)
 
@@ -70,24 +71,24 @@ def list_policies(_user: Admin, session: SessionDep) -> list[PolicyRead]:
 
 
 @policies.get("/{policy_id}", response_model=PolicyRead, responses=ADMIN_ERRORS)
-def get_policy(policy_id: int, _user: Admin, session: SessionDep) -> PolicyRead:
+def get_policy(policy_id: Id, _user: Admin, session: SessionDep) -> PolicyRead:
     return service.policy_read(session, get_or_404(session, EscalationPolicyRow, policy_id, "escalation policy"))
 
 
 @policies.patch("/{policy_id}", response_model=PolicyRead, responses=ADMIN_ERRORS)
-def update_policy(policy_id: int, body: PolicyUpdate, _user: Admin, session: SessionDep) -> PolicyRead:
+def update_policy(policy_id: Id, body: PolicyUpdate, _user: Admin, session: SessionDep) -> PolicyRead:
     """Applies to incidents opened from now on; running ones keep the policy they froze."""
     return service.policy_read(session, service.update_policy(session=session, policy_id=policy_id, body=body))
 
 
 @policies.delete("/{policy_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ADMIN_ERRORS)
-def delete_policy(policy_id: int, _user: Admin, session: SessionDep) -> None:
+def delete_policy(policy_id: Id, _user: Admin, session: SessionDep) -> None:
     """409 naming the escalation routes that still pick the policy."""
     service.delete_policy(session=session, policy_id=policy_id)
 
 
 @policies.post("/{policy_id}/preview", response_model=Preview, responses=ADMIN_ERRORS)
-def preview_policy(policy_id: int, body: PreviewRequest, _user: Admin, session: SessionDep) -> Preview:
+def preview_policy(policy_id: Id, body: PreviewRequest, _user: Admin, session: SessionDep) -> Preview:
     """Every page the policy would send from `start` if nobody acknowledges, with addresses: targets are
     resolved at each step's own time, so a schedule handing off mid-ladder shows the new person."""
     get_or_404(session, EscalationPolicyRow, policy_id, "escalation policy")

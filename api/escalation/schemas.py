@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, HttpUrl, field_validator
+from pydantic import AwareDatetime, BaseModel, Field, HttpUrl, StrictInt, field_validator
 
 from api.admin import not_null
-from vigil.contracts import Channel, Severity, TargetKind
+from vigil.contracts import BodyId, Channel, Severity, TargetKind
 
 MAX_WAIT = 7 * 24 * 3600
 Multiplier = Annotated[float, Field(gt=0, le=100)]
@@ -39,14 +39,14 @@ class WebhookRead(BaseModel):
 
 class TargetIn(BaseModel):
     kind: Literal[TargetKind.user, TargetKind.group, TargetKind.schedule, TargetKind.webhook]
-    id: int
+    id: BodyId
 
 
 class StepIn(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     channels: list[Channel] = Field(min_length=1, max_length=4, description="Every one that fits each recipient.")
     targets: list[TargetIn] = Field(min_length=1, max_length=50)
-    wait_seconds: int = Field(default=300, ge=0, le=MAX_WAIT, description="Before the next step.")
+    wait_seconds: StrictInt = Field(default=300, ge=0, le=MAX_WAIT, description="Before the next step.")
 
     @field_validator("channels")
     @classmethod
@@ -59,11 +59,11 @@ class StepIn(BaseModel):
 class PolicyCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     steps: list[StepIn] = Field(min_length=1, max_length=20)
-    repeat: int = Field(default=0, ge=0, le=100, description="How many more times the steps run.")
+    repeat: StrictInt = Field(default=0, ge=0, le=100, description="How many more times the steps run.")
     manager: StepIn | None = Field(default=None, description="Runs once, after the last step of the last round.")
-    ack_timeout_seconds: int = Field(default=1800, ge=0, le=MAX_WAIT, description="0: an ack never times out.")
-    ivr_attempts: int = Field(default=3, ge=1, le=10, description="Calls per IVR page while unanswered.")
-    ivr_retry_seconds: int = Field(default=120, ge=0, le=3600)
+    ack_timeout_seconds: StrictInt = Field(default=1800, ge=0, le=MAX_WAIT, description="0: an ack never times out.")
+    ivr_attempts: StrictInt = Field(default=3, ge=1, le=10, description="Calls per IVR page while unanswered.")
+    ivr_retry_seconds: StrictInt = Field(default=120, ge=0, le=3600)
     severity_multipliers: dict[Severity, Multiplier] = Field(
         default_factory=dict, description="Every wait of an incident of that severity is multiplied (e.g. 0.5).")
 
@@ -74,11 +74,11 @@ class PolicyUpdate(BaseModel):
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     steps: list[StepIn] | None = Field(default=None, min_length=1, max_length=20)
-    repeat: int | None = Field(default=None, ge=0, le=100)
+    repeat: StrictInt | None = Field(default=None, ge=0, le=100)
     manager: StepIn | None = None
-    ack_timeout_seconds: int | None = Field(default=None, ge=0, le=MAX_WAIT)
-    ivr_attempts: int | None = Field(default=None, ge=1, le=10)
-    ivr_retry_seconds: int | None = Field(default=None, ge=0, le=3600)
+    ack_timeout_seconds: StrictInt | None = Field(default=None, ge=0, le=MAX_WAIT)
+    ivr_attempts: StrictInt | None = Field(default=None, ge=1, le=10)
+    ivr_retry_seconds: StrictInt | None = Field(default=None, ge=0, le=3600)
     severity_multipliers: dict[Severity, Multiplier] | None = None
 
     _not_null = field_validator(
@@ -121,7 +121,7 @@ class PreviewRequest(BaseModel):
 class RouteIn(BaseModel):
     service: str = Field(min_length=1, max_length=200, description="The incident's service, or `*` for any.")
     severities: list[Severity] = Field(default_factory=list, description="Empty: every severity.")
-    policy_id: int
+    policy_id: BodyId
 
 
 class RouteRead(RouteIn):

@@ -33,6 +33,7 @@ from vigil.contracts import (
     Channel,
     IncidentStatus,
     NoteInput,
+    Offset,
     ResolveInput,
     Severity,
     SnoozeInput,
@@ -57,7 +58,7 @@ def list_incidents(
     severity: Severity | None = None,
     service_: Annotated[str | None, Query(alias="service")] = None,
     limit: Annotated[int, Query(ge=1, le=service.MAX_LIMIT)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Offset, Query()] = 0,
 ) -> IncidentList:
     """Newest first; filter by status, severity and service."""
     return service.list_incidents(
@@ -78,7 +79,7 @@ def get_incident(ref: str, _user: Viewer, session: SessionDep, state: StateDep) 
 def incident_notifications(
     ref: str, _user: Viewer, session: SessionDep, status: NotificationStatus | None = None,
     channel: Channel | None = None, limit: Annotated[int, Query(ge=1, le=service.MAX_LIMIT)] = 200,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Offset, Query()] = 0,
 ) -> NotificationList:
     """Every notification attempt of one incident: channel, target, provider message id, key, status, timing."""
     return service.list_notifications(
@@ -97,7 +98,7 @@ def incident_jira(ref: str, _user: Viewer, session: SessionDep, state: StateDep)
 def list_notifications(
     _user: Viewer, session: SessionDep, status: NotificationStatus | None = None, channel: Channel | None = None,
     receipt: Receipt | None = None, limit: Annotated[int, Query(ge=1, le=service.MAX_LIMIT)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Offset, Query()] = 0,
 ) -> NotificationList:
     """Notification attempts across incidents, newest first (`?status=failed` for the ones that did not go out)."""
     return service.list_notifications(

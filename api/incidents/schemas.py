@@ -6,7 +6,7 @@ from datetime import datetime
 
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 
 from vigil.contracts import IncidentStatus, Severity
 
@@ -37,7 +37,7 @@ class AssignRequest(BaseModel):
 
 
 class SnoozeRequest(BaseModel):
-    minutes: int = Field(gt=0, le=7 * 24 * 60, description="Re-trigger after this many minutes unless resolved.")
+    minutes: StrictInt = Field(gt=0, le=7 * 24 * 60, description="Re-trigger after this many minutes unless resolved.")
     note: str = Field(default="", max_length=4000)
 
 

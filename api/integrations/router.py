@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Literal
 
 from fastapi import APIRouter, status
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from api.deps import Admin, SessionDep
 from api.errors import ERROR_RESPONSES, ApiError
 from vigil.bootstrap import create_integration
+from vigil.contracts import Id
 from vigil.models import Integration
 from vigil.rules import IntegrationRules
 
@@ -23,8 +24,8 @@ MAX_HOLD_SECONDS = 24 * 3600
 
 
 class IntegrationSettings(BaseModel):
-    auto_resolve: bool | None = Field(default=None, description="Resolve the incident when every alert resolves.")
-    hold_resolution_seconds: int | None = Field(
+    auto_resolve: StrictBool | None = Field(default=None, description="Resolve the incident when every alert resolves.")
+    hold_resolution_seconds: StrictInt | None = Field(
         default=None, ge=0, le=MAX_HOLD_SECONDS,
         description="Flap damping: auto-resolve only after every alert has stayed resolved this long.",
     )
@@ -33,8 +34,8 @@ class IntegrationSettings(BaseModel):
 class IntegrationCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     kind: Literal["alertmanager", "pagerduty", "generic"] = "generic"
-    auto_resolve: bool = True
-    hold_resolution_seconds: int = Field(default=0, ge=0, le=MAX_HOLD_SECONDS)
+    auto_resolve: StrictBool = True
+    hold_resolution_seconds: StrictInt = Field(default=0, ge=0, le=MAX_HOLD_SECONDS)
 
 
 class IntegrationRead(BaseModel):
@@ -77,7 +78,7 @@ def list_all(_user: Admin, session: SessionDep) -> list[IntegrationRead]:
 
 
 @router.put("/{integration_id}/rules", response_model=IntegrationRead, responses=ADMIN_ERRORS)
-def put_rules(integration_id: int, body: IntegrationRules, _user: Admin, session: SessionDep) -> IntegrationRead:
+def put_rules(integration_id: Id, body: IntegrationRules, _user: Admin, session: SessionDep) -> IntegrationRead:
     """Routing (label matchers -> service), `group_by` labels and severity map. Applies to alerts received
     from now on; open incidents keep their group key."""
     row = _get(session, integration_id)
@@ -86,7 +87,7 @@ def put_rules(integration_id: int, body: IntegrationRules, _user: Admin, session
     return IntegrationRead.model_validate(row)
 
 
-def _get(session: Session, integration_id: int) -> Integration:
+def _get(session: Session, integration_id: Id) -> Integration:
     row = session.get(Integration, integration_id)
     if row is None:
         raise ApiError(404, "not_found", f"integration {integration_id} does not exist")
@@ -94,7 +95,7 @@ def _get(session: Session, integration_id: int) -> Integration:
 
 
 @router.patch("/{integration_id}", response_model=IntegrationRead, responses=ADMIN_ERRORS)
-def update(integration_id: int, body: IntegrationSettings, _user: Admin, session: SessionDep) -> IntegrationRead:
+def update(integration_id: Id, body: IntegrationSettings, _user: Admin, session: SessionDep) -> IntegrationRead:
     """Applies to incidents opened from now on; running incidents keep what they started with."""
     row = _get(session, integration_id)
     for name, value in body.model_dump(exclude_none=True).items():

@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.admin import Email, Phone, TimeZoneName, not_null
+from vigil.contracts import BodyId
 from vigil.security import Role
 
 Name = Field(min_length=1, max_length=200)
@@ -46,12 +47,12 @@ class UserRead(BaseModel):
 
 class GroupCreate(BaseModel):
     name: str = Name
-    members: list[int] = Field(default_factory=list, max_length=500, description="User ids, in order.")
+    members: list[BodyId] = Field(default_factory=list, max_length=500, description="User ids, in order.")
 
 
 class GroupUpdate(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    members: list[int] | None = Field(default=None, max_length=500, description="Replaces the whole list.")
+    members: list[BodyId] | None = Field(default=None, max_length=500, description="Replaces the whole list.")
 
     _not_null = field_validator("name", "members")(not_null)
 

@@ -96,10 +96,9 @@ async def _apply(name: str, event: ProviderCallback, state, client) -> CallbackR
         await state.bounded(service.signal_if_running(handle, DELIVERY_RECEIPT, receipt))
         return CallbackResult(status="applied", incident=f"INC-{number}")
     if event.type == CallbackType.sms_reply:
-        code = parse_ack_reply(event.text or "")
-        if code is None or not code.isdigit():
+        number = parse_ack_reply(event.text or "")
+        if number is None:
             return CallbackResult(status="ignored", detail="not an `ACK <incident number>` reply")
-        number = int(code)
         if not event.from_ or not await asyncio.to_thread(service.was_paged, state.sessions, number, event.from_):
             return CallbackResult(status="ignored", incident=f"INC-{number}",
                                   detail="that number was not paged for this incident")

@@ -13,6 +13,7 @@ from api.deps import Admin, SessionDep, Viewer
 from api.errors import ERROR_RESPONSES
 from api.schedules import service
 from api.schedules.schemas import OnCallRead, OverrideCreate, OverrideRead, ScheduleCreate, ScheduleRead, ScheduleUpdate
+from vigil.contracts import Id
 from vigil.models import Schedule, utcnow
 
 router = APIRouter(prefix="/api/v1/schedules", tags=["schedules"])
@@ -30,45 +31,45 @@ def list_schedules(_user: Admin, session: SessionDep) -> list[ScheduleRead]:
 
 
 @router.get("/{schedule_id}", response_model=ScheduleRead, responses=ADMIN_ERRORS)
-def get_schedule(schedule_id: int, _user: Admin, session: SessionDep) -> ScheduleRead:
+def get_schedule(schedule_id: Id, _user: Admin, session: SessionDep) -> ScheduleRead:
     return service.schedule_read(get_or_404(session, Schedule, schedule_id, "schedule"))
 
 
 @router.patch("/{schedule_id}", response_model=ScheduleRead, responses=ADMIN_ERRORS)
-def update_schedule(schedule_id: int, body: ScheduleUpdate, _user: Admin, session: SessionDep) -> ScheduleRead:
+def update_schedule(schedule_id: Id, body: ScheduleUpdate, _user: Admin, session: SessionDep) -> ScheduleRead:
     """Takes effect at once, running incidents included: on-call is looked up when each step runs."""
     return service.schedule_read(service.update_schedule(session=session, schedule_id=schedule_id, body=body))
 
 
 @router.delete("/{schedule_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ADMIN_ERRORS)
-def delete_schedule(schedule_id: int, _user: Admin, session: SessionDep) -> None:
+def delete_schedule(schedule_id: Id, _user: Admin, session: SessionDep) -> None:
     """409 naming the escalation policies that still target the schedule; its overrides go with it."""
     service.delete_schedule(session=session, schedule_id=schedule_id)
 
 
 @router.post("/{schedule_id}/overrides", status_code=status.HTTP_201_CREATED, response_model=OverrideRead,
              responses=ADMIN_ERRORS)
-def create_override(schedule_id: int, body: OverrideCreate, _user: Admin, session: SessionDep) -> OverrideRead:
+def create_override(schedule_id: Id, body: OverrideCreate, _user: Admin, session: SessionDep) -> OverrideRead:
     """`user_id` is on call from `starts_at` until `ends_at` (exclusive); the newest override wins an overlap."""
     return service.override_read(service.create_override(session=session, schedule_id=schedule_id, body=body))
 
 
 @router.get("/{schedule_id}/overrides", response_model=list[OverrideRead], responses=ADMIN_ERRORS)
-def list_overrides(schedule_id: int, _user: Admin, session: SessionDep) -> list[OverrideRead]:
+def list_overrides(schedule_id: Id, _user: Admin, session: SessionDep) -> list[OverrideRead]:
     """By start."""
     return [service.override_read(r) for r in service.list_overrides(session=session, schedule_id=schedule_id)]
 
 
 @router.delete("/{schedule_id}/overrides/{override_id}", status_code=status.HTTP_204_NO_CONTENT,
                responses=ADMIN_ERRORS)
-def delete_override(schedule_id: int, override_id: int, _user: Admin, session: SessionDep) -> None:
+def delete_override(schedule_id: Id, override_id: Id, _user: Admin, session: SessionDep) -> None:
     service.delete_override(session=session, schedule_id=schedule_id, override_id=override_id)
 
 
 @router.get("/{schedule_id}/oncall", response_model=OnCallRead,
             responses={k: ERROR_RESPONSES[k] for k in (401, 403, 404, 422)})
 def oncall(
-    schedule_id: int, _user: Viewer, session: SessionDep,
+    schedule_id: Id, _user: Viewer, session: SessionDep,
     at: Annotated[AwareDatetime | None, Query(description="ISO-8601 with an offset; default now.")] = None,
 ) -> OnCallRead:
     """Who is on call at `at`: an override covering it, else the rotation. Names only, no addresses."""

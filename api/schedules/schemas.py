@@ -4,28 +4,29 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from pydantic import AwareDatetime, BaseModel, Field, ValidationInfo, field_validator
+from pydantic import AwareDatetime, BaseModel, Field, StrictInt, ValidationInfo, field_validator
 
 from api.admin import TimeOfDay, TimeZoneName, not_null
+from vigil.contracts import BodyId
 from vigil.oncall import OnCallSource
 
 
 class ScheduleCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     timezone: TimeZoneName = Field(description="IANA name; handoffs happen at local wall time, DST included.")
-    handoff_weekday: int = Field(default=0, ge=0, le=6, description="0 = Monday … 6 = Sunday.")
+    handoff_weekday: StrictInt = Field(default=0, ge=0, le=6, description="0 = Monday … 6 = Sunday.")
     handoff_time: TimeOfDay = Field(default="09:00", description="Local time of the handoff, HH:MM.")
     rotation_start: date = Field(description="The first participant is on call from this day at handoff_time.")
-    participants: list[int] = Field(default_factory=list, max_length=200, description="User ids, one a week, in order.")
+    participants: list[BodyId] = Field(default_factory=list, max_length=200, description="User ids, one a week, in order.")
 
 
 class ScheduleUpdate(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     timezone: TimeZoneName | None = None
-    handoff_weekday: int | None = Field(default=None, ge=0, le=6)
+    handoff_weekday: StrictInt | None = Field(default=None, ge=0, le=6)
     handoff_time: TimeOfDay | None = None
     rotation_start: date | None = None
-    participants: list[int] | None = Field(default=None, max_length=200, description="Replaces the whole list.")
+    participants: list[BodyId] | None = Field(default=None, max_length=200, description="Replaces the whole list.")
 
     _not_null = field_validator(
         "name", "timezone", "handoff_weekday", "handoff_time", "rotation_start", "participants"
@@ -44,7 +45,7 @@ class ScheduleRead(BaseModel):
 
 
 class OverrideCreate(BaseModel):
-    user_id: int
+    user_id: BodyId
     starts_at: AwareDatetime
     ends_at: AwareDatetime = Field(description="Exclusive.")
 

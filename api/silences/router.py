@@ -12,6 +12,7 @@ from sqlalchemy import select
 from api.deps import Admin, SessionDep, Viewer
 from api.errors import ERROR_RESPONSES, ApiError
 from vigil.matchers import Matcher
+from vigil.contracts import Id
 from vigil.models import Silence, utcnow
 
 router = APIRouter(prefix="/api/v1/silences", tags=["silences"])
@@ -80,7 +81,7 @@ def list_silences(
 
 
 @router.delete("/{silence_id}", response_model=SilenceRead, responses={k: ERROR_RESPONSES[k] for k in (401, 403, 404)})
-def expire_silence(silence_id: int, _user: Admin, session: SessionDep) -> SilenceRead:
+def expire_silence(silence_id: Id, _user: Admin, session: SessionDep) -> SilenceRead:
     """End the silence now; alerts it held that still fire open their incidents at the next reconcile."""
     row = session.get(Silence, silence_id)
     if row is None:

@@ -8,6 +8,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from vigil.contracts import parse_incident_number
 from vigil.providers.base import E164
 
 ACK_DIGIT = "1"  # the IVR keypress that acknowledges
@@ -39,7 +40,8 @@ class ProviderCallback(BaseModel):
     occurred_at: datetime | None = None
 
 
-def parse_ack_reply(text: str) -> str | None:
-    """`ACK 123` (any case, any surrounding spaces) -> "123"; anything else -> None."""
+def parse_ack_reply(text: str) -> int | None:
+    """`ACK 123` or `ACK INC-123` (any case, any surrounding spaces) -> 123; anything else -> None."""
     m = _ACK_REPLY.fullmatch(text)
-    return m.group(1) if m else None
+    # parse_incident_number bounds the number: `ACK 99999999999999999999` must not reach the database.
+    return parse_incident_number(m.group(1)) if m else None
