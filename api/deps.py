@@ -5,20 +5,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
 from api.errors import ApiError
+from api.keys.limiter import FailedAuthLimiter
 from vigil.ingest.store import IntegrationInfo
 from vigil.logging import get_logger
-from vigil.models import ApiKey, Integration, User
-from vigil.security import Role, hash_key
+from vigil.models import ApiKey, Integration, User, utcnow
+from vigil.security import LAST_USED_GRANULARITY, Role, hash_key
 from vigil.settings import Settings
 from vigil.ingest.delivery import Delivery
 from vigil.temporal import TemporalUnavailable, bounded, connect
@@ -63,6 +65,11 @@ class AppState:
             except (JIRAError, RequestException) as err:
                 log.warning("jira /myself unavailable; echo suppression falls back to the email", error=str(err))
         return self._jira_me
+
+    @cached_property
+    def auth_limiter(self) -> FailedAuthLimiter:
+        """One per process: failed authentications per client address."""
+        return FailedAuthLimiter(self.settings.api.auth_failure_limit)
 
     @cached_property
     def delivery(self) -> Delivery:
@@ -124,18 +131,41 @@ def authenticate(session: Session, creds: HTTPAuthorizationCredentials | None) -
         if session.scalar(select(Integration.id).where(Integration.key_hash == digest)) is not None:
             raise ApiError(403, "forbidden", "integration keys are accepted only on the ingestion endpoints")
         raise _unauthorized()
-    user = row[0]
+    user, key = row
+    now = utcnow()
+    if key.expires_at is not None and key.expires_at <= now:
+        raise _unauthorized(f"this API key expired at {key.expires_at.isoformat()}")
+    touch_key(session, key.id, now)
     return Principal(user_id=user.id, name=user.name, email=user.email, role=Role(user.role))
+
+
+def touch_key(session: Session, key_id: int, now: datetime) -> None:
+    """Record the key's use at most once per LAST_USED_GRANULARITY: a write per request would serialise every
+    request on SQLite. Conditional, so concurrent requests write it once."""
+    stale = now - LAST_USED_GRANULARITY
+    result = session.execute(
+        update(ApiKey).where(ApiKey.id == key_id, or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < stale))
+        .values(last_used_at=now)
+    )
+    if result.rowcount:
+        session.commit()
 
 
 def require(role: Role):  # noqa: ANN201 - returns a dependency
     """Dependency: an authenticated user with at least `role`."""
 
-    def dependency(state: StateDep, creds: BearerDep) -> Principal:
+    def dependency(state: StateDep, creds: BearerDep, request: Request) -> Principal:
+        client = request.client.host if request.client else "unknown"
+        state.auth_limiter.check(client)
         # Its own short session: on SQLite a session held across the request would block the writes
         # the request itself makes.
-        with state.sessions() as session:
-            principal = authenticate(session, creds)
+        try:
+            with state.sessions() as session:
+                principal = authenticate(session, creds)
+        except ApiError as err:
+            if err.status == 401:
+                state.auth_limiter.failed(client)
+            raise
         if not principal.role.allows(role):
             raise ApiError(403, "forbidden", f"this needs the {role.value} role; your key has {principal.role.value}")
         return principal

@@ -19,11 +19,13 @@ from api.integrations.router import router as integrations_router
 from api.silences.router import router as silences_router
 from api.escalation import router as escalation
 from api.people import router as people
+from api.keys import router as keys
 from api.schedules.router import router as schedules_router
 from api.ingest.router import router as ingest_router
 from api.acklinks.router import router as acklinks_router
 from api.providers.router import router as providers_router
 from api.webhooks.jira import router as jira_webhook_router
+from vigil import crypto
 from vigil.db import create_db_engine, session_factory
 from vigil.logging import configure_logging, get_logger
 from vigil.settings import Settings, get_settings
@@ -42,6 +44,7 @@ Vigil turns alerts into durable incidents on Temporal.
 def create_app(settings: Settings | None = None, temporal: Client | None = None) -> FastAPI:
     settings = settings or get_settings()
     engine = create_db_engine(settings.core.database_url)
+    crypto.configure(settings.core)
     state = AppState(settings=settings, engine=engine, sessions=session_factory(engine), temporal=temporal)
 
     @asynccontextmanager
@@ -67,6 +70,9 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(jira_webhook_router)
     app.include_router(people.users)
     app.include_router(people.groups)
+    app.include_router(keys.own)
+    app.include_router(keys.users)
+    app.include_router(keys.audit_log)
     app.include_router(schedules_router)
     app.include_router(escalation.webhooks)
     app.include_router(escalation.policies)

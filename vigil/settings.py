@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vigil.contracts import Severity
@@ -29,6 +29,16 @@ class CoreSettings(BaseSettings):
         default=300, ge=0, description="A resolved incident reopens if an alert re-fires within this window."
     )
     public_url: str = Field(default="http://127.0.0.1:8000", description="Base URL of the API, used in links.")
+    secrets_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key(s) encrypting stored secrets (webhook secrets), comma-separated, the first encrypts; "
+        "unset: generated in data_dir/secrets-key. API and worker must share it.",
+    )
+    private_url_allowlist: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="Networks (JSON list of CIDRs) that webhook and provider URLs may resolve to although they are "
+        "loopback, link-local or private; empty: only public addresses. `make run` allows 127.0.0.0/8 and ::1.",
+    )
 
     @model_validator(mode="after")
     def _default_database(self) -> CoreSettings:
@@ -114,6 +124,11 @@ class ApiSettings(BaseSettings):
     max_alerts_per_request: int = Field(
         default=1000, gt=0, description="More alerts in one webhook get 413 (set Alertmanager's max_alerts below it)."
     )
+    auth_failure_limit: str = Field(
+        default="20/minute",
+        description="Failed authentications allowed per client address (`limits` notation, e.g. 20/minute); past "
+        "it the client gets 429 with Retry-After.",
+    )
 
 
 class IngestSettings(BaseSettings):
@@ -124,6 +139,11 @@ class IngestSettings(BaseSettings):
     backlog_limit: int = Field(
         default=1000, ge=0,
         description="Past this many undelivered alerts, new `info` alerts are stored as suppressed (never critical).",
+    )
+    dead_letter_after: int = Field(
+        default=5, ge=1,
+        description="An alert Temporal refuses this many times (outages not counted) is dead-lettered and the "
+        "operator paged.",
     )
 
 

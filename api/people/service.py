@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.admin import delete_unused, get_or_404, invalid, save_unique, unknown_ids
@@ -10,6 +11,7 @@ from api.people.schemas import GroupCreate, GroupRead, GroupUpdate, UserCreate, 
 from vigil.contracts import TargetKind
 from vigil.models import ContactGroup, ContactGroupMember, User, utcnow
 from vigil.policies.service import policy_referrers, user_referrers
+from vigil.security import Role
 
 
 def save_user(session: Session, row: User) -> User:
@@ -21,8 +23,27 @@ def create_user(*, session: Session, body: UserCreate) -> User:
     return save_user(session, User(**body.model_dump()))
 
 
+def lock_admins(session: Session) -> set[int]:
+    """The admins' ids, their rows locked until commit, so two concurrent demotions cannot both see the other
+    admin (PostgreSQL re-reads locked rows; SQLite's BEGIN IMMEDIATE already serialises writers)."""
+    return set(session.scalars(select(User.id).where(User.role == Role.admin.value).with_for_update()))
+
+
+def refuse_last_admin(session: Session, user_id: int, doing: str) -> None:
+    """409 if `user_id` is the only admin: nobody could manage users or keys afterwards."""
+    if lock_admins(session) == {user_id}:
+        raise ApiError(
+            409, "last_admin",
+            f"user {user_id} is the last admin; {doing} would leave no one able to manage Vigil. "
+            "Make another user admin first.",
+            {"user_id": user_id},
+        )
+
+
 def update_user(*, session: Session, user_id: int, body: UserUpdate) -> User:
     row = get_or_404(session, User, user_id, "user")
+    if body.role is not None and body.role != Role.admin:
+        refuse_last_admin(session, row.id, f"making it {body.role.value}")
     for name, value in body.model_dump(exclude_unset=True).items():
         setattr(row, name, value)
     return save_user(session, row)
@@ -33,6 +54,7 @@ def delete_user(*, session: Session, user_id: int, caller_id: int) -> None:
     row = get_or_404(session, User, user_id, "user")
     if row.id == caller_id:
         raise ApiError(409, "conflict", "you cannot delete your own user")
+    refuse_last_admin(session, row.id, "deleting it")
     delete_unused(session, row, f"user {row.name!r}", user_referrers(session=session, user_id=row.id, now=utcnow()))
 
 
