@@ -69,7 +69,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = STATUS_CODES.get(exc.status_code, "error")
-        return error_response(exc.status_code, code, str(exc.detail), None, getattr(exc, "headers", None))
+        details = getattr(exc, "details", None)  # api.limits' 413 names the limit
+        return error_response(exc.status_code, code, str(exc.detail), details, getattr(exc, "headers", None))
 
     @app.exception_handler(TemporalUnavailable)
     async def _temporal_unavailable(_req: Request, exc: TemporalUnavailable) -> JSONResponse:

@@ -7,13 +7,19 @@ break the `{"error": ...}` contract senders and tests rely on; this is the same 
 from __future__ import annotations
 
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_response
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(HTTPException):
+    """An HTTPException because FastAPI turns any other error raised while it reads a body into a 400; this
+    one it re-raises, and the app's handler renders it as 413 in the one error shape."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, f"request body over {max_bytes} bytes")
+        self.details = {"limit_bytes": max_bytes}
 
 
 class BodySizeLimit:
@@ -38,7 +44,7 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _TooLarge
+                    raise _TooLarge(self.max_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:

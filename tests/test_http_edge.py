@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
+import uvicorn
+from fastapi import FastAPI
+from temporalio.client import Client
 
-from tests.conftest import Keys
+from api.main import create_app
+from tests.conftest import Keys, free_port
+from tests.helpers import eventually
 from tests.test_api import assert_error
+from vigil.settings import Settings
 
 TOO_BIG = 2**63  # one past the largest BIGINT/SQLite INTEGER
 
@@ -68,3 +77,39 @@ async def test_body_ids_past_int64_and_non_integers_are_422(api: httpx.AsyncClie
     for method, url, body in cases:
         err = assert_error(await api.request(method, url, json=body, headers=admin), 422, "validation_error")
         assert err["details"], (method, url, body)
+
+
+@asynccontextmanager
+async def serve(app: FastAPI) -> AsyncIterator[str]:
+    """The app on a real uvicorn socket (chunked bodies, real connections)."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    await eventually(lambda: server.started, timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+def with_api(settings: Settings, **changes: object) -> Settings:
+    return settings.model_copy(update={"api": settings.api.model_copy(update=changes)})
+
+
+async def test_chunked_body_over_the_cap_is_413(settings: Settings, keys: Keys, client: Client) -> None:
+    app = create_app(with_api(settings, max_body_bytes=2000), client)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"status": "firing", "alerts": [], "padding": "'
+        for _ in range(10):
+            yield b"x" * 500
+        yield b'"}'
+
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
+        for path, headers in (("/api/v1/integrations/alertmanager", keys.auth(keys.integration)),
+                              ("/v2/enqueue", {}), ("/api/v1/users", keys.auth(keys.admin))):
+            resp = await http.post(path, content=chunks(), headers={**headers, "Content-Type": "application/json"})
+            assert "content-length" not in resp.request.headers  # really chunked
+            err = assert_error(resp, 413, "payload_too_large")
+            assert err["details"] == {"limit_bytes": 2000}
