@@ -113,3 +113,18 @@ async def test_chunked_body_over_the_cap_is_413(settings: Settings, keys: Keys, 
             assert "content-length" not in resp.request.headers  # really chunked
             err = assert_error(resp, 413, "payload_too_large")
             assert err["details"] == {"limit_bytes": 2000}
+
+
+def test_settings_read_only_vigil_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vigil.settings import Settings as FromEnv
+
+    # Names any container may carry for other programs; none of them is Vigil's.
+    for name in ("API", "JIRA", "SMTP", "TEMPORAL", "WORKER", "CORE", "INGEST", "ESCALATION", "PROVIDERS"):
+        monkeypatch.setenv(name, "http://elsewhere.example:1234")
+    settings = FromEnv()
+    assert settings.api.port == 8000 and settings.temporal.address == "127.0.0.1:7233"
+    monkeypatch.setenv("API", '{"port": 9999}')
+    monkeypatch.setenv("TEMPORAL", '{"address": "evil:7233"}')
+    assert FromEnv().api.port == 8000 and FromEnv().temporal.address == "127.0.0.1:7233"
+    monkeypatch.setenv("VIGIL_API_PORT", "8123")
+    assert FromEnv().api.port == 8123

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vigil.contracts import Severity
@@ -246,10 +246,12 @@ class AckLinkSettings(BaseSettings):
     ttl_seconds: int = Field(default=86400, gt=0, description="How long a link stays valid.")
 
 
-class Settings(BaseSettings):
-    """All settings, grouped by concern."""
+class Settings(BaseModel):
+    """All settings, grouped by concern.
 
-    model_config = SettingsConfigDict(extra="ignore")
+    A plain model, not BaseSettings: as BaseSettings without a prefix it read `API`, `JIRA`, `SMTP`... (any
+    program's variables) as JSON for its fields. Each concern reads only its own VIGIL_* variables.
+    """
 
     core: CoreSettings = Field(default_factory=CoreSettings)
     temporal: TemporalSettings = Field(default_factory=TemporalSettings)
