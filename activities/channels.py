@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import smtplib
 import ssl
 from email.message import EmailMessage
-from email.utils import make_msgid
+from email.utils import parseaddr
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -29,6 +30,13 @@ def short_text(inp: NotifyInput) -> str:
     head = f"[Vigil] INC-{inp.number} {inp.severity.value.upper()} {inp.service}: {inp.title}"[:240]
     how = "Press 1 to acknowledge." if inp.target_channel == Channel.ivr else f"Reply ACK {inp.number} to acknowledge."
     return f"{head} {how}"
+
+
+def message_id(idempotency_key: str, from_addr: str) -> str:
+    """The same Message-ID for every send of one page, so mail clients show a resent email once."""
+    domain = parseaddr(from_addr)[1].rpartition("@")[2] or "vigil.local"
+    digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:40]
+    return f"<vigil.{digest}@{domain}>"
 
 
 class SmtpLoginRefused(smtplib.SMTPAuthenticationError):
@@ -57,7 +65,7 @@ class EmailSender:
         msg["Subject"] = f"[Vigil] INC-{inp.number} [{inp.severity.value}] {inp.service}: {inp.title}"
         msg["From"] = self.settings.from_addr
         msg["To"] = inp.address
-        msg["Message-ID"] = make_msgid(domain="vigil.local")
+        msg["Message-ID"] = message_id(inp.idempotency_key, self.settings.from_addr)
         msg["X-Vigil-Incident"] = f"INC-{inp.number}"
         msg["X-Vigil-Idempotency-Key"] = inp.idempotency_key
         msg.set_content(TEMPLATES.get_template("incident_email.txt.j2").render(ctx))

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextvars
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
+from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, CancelledError
 
 from activities.channels import EmailSender, short_text
 from activities.metrics import NOTIFICATIONS
@@ -21,6 +26,29 @@ from vigil.providers.acklinks import make_token
 from vigil.providers.webhook import WebhookIncident, WebhookMessage, WebhookSender
 
 log = get_logger(__name__)
+# The workflow's heartbeat timeout for a page (workflows/ladder.py) is several of these: a live worker is never
+# mistaken for a dead one, and a dead worker's page is retried seconds after its last beat.
+HEARTBEAT_EVERY_SECONDS = 1.0
+
+
+@contextmanager
+def heartbeating(every: float = HEARTBEAT_EVERY_SECONDS) -> Iterator[None]:
+    """Heartbeat from a helper thread while the activity's thread blocks in a send (SMTP, HTTP)."""
+    stop = threading.Event()
+    ctx = contextvars.copy_context()  # the activity context, so activity.heartbeat works on the helper thread
+
+    def beat() -> None:
+        while not stop.wait(every):
+            ctx.run(activity.heartbeat)
+
+    activity.heartbeat()
+    helper = threading.Thread(target=beat, name="notify-heartbeat", daemon=True)
+    helper.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        helper.join()
 
 
 @dataclass(frozen=True)
@@ -60,27 +88,37 @@ class NotifyActivities:
             provider.close()
         self.webhook.close()
 
-    @activity.defn
+    # Cancellation (an ack) is read at safe points, never raised into the thread mid-send or mid-log-write.
+    @activity.defn(no_thread_cancel_exception=True)
     def send_notification(self, inp: NotifyInput) -> NotifyResult:
         """Deliver one page; every attempt is written before and after sending."""
         info = activity.info()
         channel = inp.target_channel
         bound = log.bind(incident=f"INC-{inp.number}", workflow_id=info.workflow_id, attempt=info.attempt)
-        row_id = self._start(inp, info.attempt, self._provider_name(channel))
-        bound.info("notification started", channel=channel.value, step=inp.label, call=inp.call)
-        try:
-            message_id = self._send(inp, channel)
-        except PermanentDeliveryError as err:
-            self._finish(inp, row_id, "failed", error=str(err))
-            raise ApplicationError(str(err), type="PermanentDeliveryError", non_retryable=True) from err
-        except TransientDeliveryError as err:
-            self._finish(inp, row_id, "failed", error=str(err))
-            delay = timedelta(seconds=err.retry_after_seconds) if err.retry_after_seconds else None
-            raise ApplicationError(str(err), type="TransientDeliveryError", next_retry_delay=delay) from err
-        except OSError as err:  # connection refused, timeouts, SMTP transient errors
-            self._finish(inp, row_id, "failed", error=f"{type(err).__name__}: {err}")
-            raise
-        self._finish(inp, row_id, "sent", provider_message_id=message_id)
+        with heartbeating():
+            if info.attempt > 1 and (recorded := self._recorded_send(inp)) is not None:
+                # The worker that sent it died before Temporal heard back: the page went out once already.
+                bound.info("notification already sent; not sending again", channel=channel.value,
+                           key=inp.idempotency_key, provider_message_id=recorded[0])
+                return NotifyResult(status="sent", provider_message_id=recorded[0])
+            row_id = self._start(inp, info.attempt, self._provider_name(channel))
+            if activity.is_cancelled():
+                self._finish(inp, row_id, "cancelled", error="cancelled before sending (acknowledged)")
+                raise CancelledError("cancelled before sending")
+            bound.info("notification started", channel=channel.value, step=inp.label, call=inp.call)
+            try:
+                message_id = self._send(inp, channel)
+            except PermanentDeliveryError as err:
+                self._finish(inp, row_id, "failed", error=str(err))
+                raise ApplicationError(str(err), type="PermanentDeliveryError", non_retryable=True) from err
+            except TransientDeliveryError as err:
+                self._finish(inp, row_id, "failed", error=str(err))
+                delay = timedelta(seconds=err.retry_after_seconds) if err.retry_after_seconds else None
+                raise ApplicationError(str(err), type="TransientDeliveryError", next_retry_delay=delay) from err
+            except OSError as err:  # connection refused, timeouts, SMTP transient errors
+                self._finish(inp, row_id, "failed", error=f"{type(err).__name__}: {err}")
+                raise
+            self._finish(inp, row_id, "sent", provider_message_id=message_id)
         return NotifyResult(status="sent", provider_message_id=message_id)
 
     def _provider_name(self, channel: Channel) -> str:
@@ -127,8 +165,34 @@ class NotifyActivities:
             log.error("notification log unavailable; paging anyway", incident=f"INC-{inp.number}", error=str(err))
             return None
 
+    def _recorded_send(self, inp: NotifyInput) -> tuple[str | None] | None:
+        """(provider message id,) of an earlier attempt of this page recorded as sent; None if there is none
+        or the log cannot be read (a DB outage costs the check, never the page)."""
+        try:
+            with self.sessions() as session:
+                row = session.execute(
+                    select(NotificationAttempt.provider_message_id)
+                    .where(NotificationAttempt.idempotency_key == inp.idempotency_key,
+                           NotificationAttempt.status == "sent")
+                    .limit(1)
+                ).first()
+        except SQLAlchemyError as err:
+            log.error("notification log unavailable; sending without the recorded-send check",
+                      incident=f"INC-{inp.number}", error=str(err))
+            return None
+        return None if row is None else (row.provider_message_id,)
+
     def _insert_attempt(self, inp: NotifyInput, attempt: int, provider: str) -> int:
         with self.sessions.begin() as session:
+            if attempt > 1:
+                # An earlier attempt still `sending` was never heard back from: its worker died mid-send.
+                session.execute(
+                    update(NotificationAttempt)
+                    .where(NotificationAttempt.idempotency_key == inp.idempotency_key,
+                           NotificationAttempt.status == "sending")
+                    .values(status="lost", finished_at=utcnow(),
+                            error=f"no answer from this attempt's worker; retried as attempt {attempt}")
+                )
             row = NotificationAttempt(
                 incident_number=inp.number, idempotency_key=inp.idempotency_key, attempt=attempt,
                 step=inp.label[:100], channel=inp.target_channel.value, target=inp.address[:320],
@@ -155,5 +219,22 @@ class NotifyActivities:
                 row = session.get_one(NotificationAttempt, row_id)
                 row.status, row.provider_message_id, row.error = status, provider_message_id, error
                 row.finished_at = utcnow()
+                if status == "sent" and row.receipt is None:
+                    self._take_receipt(session, row)
         except SQLAlchemyError as err:
             log.error("notification log unavailable", incident=f"INC-{inp.number}", error=str(err))
+
+    @staticmethod
+    def _take_receipt(session: Session, row: NotificationAttempt) -> None:
+        """A receipt that reached a lost attempt of this page (same key) belongs to the attempt recorded as sent."""
+        lost = session.scalar(
+            select(NotificationAttempt)
+            .where(NotificationAttempt.idempotency_key == row.idempotency_key, NotificationAttempt.id != row.id,
+                   NotificationAttempt.status == "lost", NotificationAttempt.receipt.is_not(None))
+            .order_by(NotificationAttempt.receipt_at.desc())
+            .limit(1)
+        )
+        if lost is None:
+            return
+        row.receipt, row.receipt_at, row.receipt_error = lost.receipt, lost.receipt_at, lost.receipt_error
+        lost.receipt = lost.receipt_at = lost.receipt_error = None

@@ -79,6 +79,11 @@ class StoreActivities:
             incident = session.get(Incident, inp.number, with_for_update=True)
             if incident is None:
                 raise RuntimeError(f"INC-{inp.number} has no row yet")  # retried: the API writes it first
+            if incident.workflow_status is not None:
+                # A late attempt from a run that was terminated: the row says how it ended, and keeps saying it.
+                log.warning("projection of an ended incident dropped", incident=f"INC-{inp.number}",
+                            workflow_status=incident.workflow_status, entries=len(inp.timeline))
+                return
             fields = inp.model_dump(exclude={"number", "timeline"})
             for name, value in fields.items():
                 setattr(incident, name, value.value if isinstance(value, StrEnum) else value)

@@ -11,6 +11,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.lifecycle import LifecycleActivities
     from activities.notify import NotifyActivities
     from activities.store import StoreActivities
     from vigil import search_attributes as sa
@@ -24,6 +25,8 @@ with workflow.unsafe.imports_passed_through():
         JIRA_LINKED,
         REOPEN,
         AssignInput,
+        CancelRequest,
+        CancelRequestInput,
         JiraOp,
         JiraOpKind,
         NoteInput,
@@ -56,7 +59,7 @@ with workflow.unsafe.imports_passed_through():
     from vigil.escalation import human_duration, idempotency_key, mask_target
     from vigil.state_machine import InvalidTransition, Transition, can, next_status
     from workflows.jira_link import JiraLink
-    from workflows.ladder import PolicyLadder
+    from workflows.ladder import NOTIFY_HEARTBEAT, PolicyLadder
 
 S = IncidentStatus
 STORE_TIMEOUT = timedelta(seconds=10)
@@ -69,6 +72,9 @@ SOURCE = Actor(kind=ActorKind.source, name="alert source")
 TIMER = Actor(kind=ActorKind.timer, name="timer")
 # Marks runs that freeze a FrozenPolicy (escalation policies); runs started before it keep the fixed ladder.
 POLICIES_PATCH = "escalation-policies"
+# Marks runs whose life runs in a task of its own, so that a cancel request is handled (runs before it were
+# cancelled mid-await and end CANCELED).
+CANCEL_PATCH = "cancel-resolves"
 
 
 def refused(err: InvalidTransition) -> ApplicationError:
@@ -102,6 +108,7 @@ class IncidentWorkflow(PolicyLadder, JiraLink):
         self._projecting = False
         self._closing = False
         self._continuing = False
+        self._cancelling = False
 
     # --- run loop -------------------------------------------------------------------------
 
@@ -111,6 +118,53 @@ class IncidentWorkflow(PolicyLadder, JiraLink):
             self._record("triggered", SOURCE, f"Incident opened: {self.s.title}")
             if inp.alerts:
                 self._take_alerts(inp.alerts)
+        if not workflow.patched(CANCEL_PATCH):
+            return await self._live(inp)
+        # The incident lives in a task of its own that Temporal's cancellation never reaches: a cancel request
+        # lands here, between awaits of the primary task, and becomes an operator action like an update.
+        life = asyncio.create_task(self._live(inp))
+        while True:
+            try:
+                return await asyncio.shield(life)
+            except asyncio.CancelledError:
+                if workflow.cancellation_reason() is None or life.done():
+                    raise  # not a request from Temporal: an eviction, or a bug to surface
+                self._cancelling = True
+                try:
+                    await self._cancel_requested()
+                finally:
+                    self._cancelling = False
+
+    async def _cancel_requested(self) -> None:
+        """A cancel request (the UI's "Request Cancellation", `temporal workflow cancel`) resolves and closes the
+        incident, recorded with who asked: the button never leaves a workflow CANCELED with its state unrecorded
+        (docs/runbook.md)."""
+        info = workflow.info()
+        try:
+            request = await workflow.execute_activity_method(
+                LifecycleActivities.cancel_request,
+                CancelRequestInput(workflow_id=info.workflow_id, run_id=info.run_id),
+                start_to_close_timeout=STORE_TIMEOUT,
+                retry_policy=RetryPolicy(maximum_attempts=3),
+                summary="who asked to cancel",
+            )
+        except ActivityError as err:
+            workflow.logger.warning("INC-%s: cancel request identity unavailable: %s", self.s.number, err)
+            request = CancelRequest(reason=workflow.cancellation_reason() or "")
+        who = request.identity or "an unknown Temporal client"
+        reason = request.reason or workflow.cancellation_reason() or "no reason given"
+        actor = Actor(kind=ActorKind.user, name=f"{who} (Temporal cancel)")
+        self._record("cancel_requested", actor, f"Cancellation requested in Temporal by {who}: {reason}")
+        if self._closing or self.s.status == S.closed:
+            return
+        if can(self.s.status, Transition.resolve):
+            self._resolve(actor, f"Cancelled in Temporal by {who}: {reason}")
+            await self._stop_ladder()
+        # No reopen window: whoever cancelled wants the workflow gone; a re-fire opens a new incident.
+        self._transition(Transition.close, actor, "Closed: cancelled in Temporal")
+
+    async def _live(self, inp: IncidentInput) -> IncidentResult:
+        """The incident's life: freeze the policy, then page and wait, status after status, until closed."""
         # Projection runs beside the incident, never in its way: a database outage delays the rows, not the pages.
         projector = asyncio.create_task(self._project_forever())
         self._jira_task = self._jira_start()  # beside the pager too: the incident never waits on Jira
@@ -164,7 +218,8 @@ class IncidentWorkflow(PolicyLadder, JiraLink):
         """Hand the state to a fresh run once the ladder is between rungs and every message is handled."""
         self._continuing = True  # the ladder stops at its next wait; its position is in self.s
         # Pages in flight finish in this run, so their outcome is in the state handed over.
-        await workflow.wait_condition(lambda: self._ladder_idle() and self._notifying == 0)
+        # A cancel request being handled finishes first, or its resolution would miss the state handed over.
+        await workflow.wait_condition(lambda: self._ladder_idle() and self._notifying == 0 and not self._cancelling)
         while True:
             await self._drain(projector)
             await workflow.wait_condition(workflow.all_handlers_finished)
@@ -272,6 +327,7 @@ class IncidentWorkflow(PolicyLadder, JiraLink):
                     alerts=list(self.s.alerts.values()),
                 ),
                 start_to_close_timeout=timedelta(seconds=60),
+                heartbeat_timeout=NOTIFY_HEARTBEAT,
                 retry_policy=NOTIFY_RETRY,
                 # An ack waits for this to settle: if the activity has not started it never will.
                 cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,

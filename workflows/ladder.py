@@ -49,9 +49,11 @@ if TYPE_CHECKING:
 S = IncidentStatus
 TIMER = Actor(kind=ActorKind.timer, name="timer")
 PROVIDER = Actor(kind=ActorKind.system, name="provider")
-# Above one attempt's own bounds (HTTP: 3 s connect + 10 s read; SMTP: 10 s per step), and how long a page
-# whose worker died mid-send waits for its retry: nothing else tells Temporal that the attempt was lost.
+# Above one attempt's own bounds (HTTP: 3 s connect + 10 s read; SMTP: 10 s per step).
 NOTIFY_TIMEOUT = timedelta(seconds=30)
+# The activity heartbeats every second while it sends: a worker that died mid-send is noticed after this, and
+# its page retried (with the same key) seconds later rather than after NOTIFY_TIMEOUT.
+NOTIFY_HEARTBEAT = timedelta(seconds=5)
 NOTIFY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2), maximum_interval=timedelta(seconds=30), maximum_attempts=4
 )
@@ -223,6 +225,7 @@ class PolicyLadder:
             NotifyActivities.send_notification,
             inp,
             start_to_close_timeout=NOTIFY_TIMEOUT,
+            heartbeat_timeout=NOTIFY_HEARTBEAT,
             retry_policy=NOTIFY_RETRY,
             # An ack waits for this to settle: if the activity has not started it never will.
             cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,

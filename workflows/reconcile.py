@@ -1,4 +1,5 @@
-"""OutboxReconcileWorkflow: started by a Temporal Schedule every few seconds; one activity, visible in the UI."""
+"""OutboxReconcileWorkflow: started by a Temporal Schedule every few seconds: redeliver the outbox, then look
+for incidents whose workflow ended outside Vigil. Visible in the UI."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
+    from activities.lifecycle import LifecycleActivities
     from activities.reconcile import ReconcileActivities
-    from vigil.contracts import ReconcileInput, ReconcileResult
+    from vigil.contracts import EndedCheckInput, ReconcileInput, ReconcileResult
+
+# Marks runs that also look for incidents whose workflow ended outside Vigil.
+ENDED_CHECK_PATCH = "ended-workflow-check"
 
 
 @workflow.defn
@@ -24,8 +29,19 @@ class OutboxReconcileWorkflow:
             retry_policy=RetryPolicy(maximum_attempts=3),
             summary="redeliver stored, undelivered alerts",
         )
+        ended: list[int] = []
+        if workflow.patched(ENDED_CHECK_PATCH):
+            check = await workflow.execute_activity_method(
+                LifecycleActivities.check_ended_incidents,
+                EndedCheckInput(),
+                start_to_close_timeout=timedelta(minutes=2),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+                summary="find incidents whose workflow ended outside Vigil",
+            )
+            ended = check.ended
         workflow.set_current_details(
             f"incidents: {result.incidents}, delivered: {result.delivered}, rerouted: {result.rerouted}, "
             f"released from silences: {result.released}"
+            + (f", workflows ended outside Vigil: {', '.join(f'INC-{n}' for n in ended)}" if ended else "")
         )
         return result

@@ -44,7 +44,7 @@ from workflows.incident import IncidentWorkflow
 
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
 notifications = APIRouter(prefix="/api/v1/notifications", tags=["notifications"])
-NotificationStatus = Literal["sending", "sent", "failed"]
+NotificationStatus = Literal["sending", "sent", "failed", "cancelled", "lost"]
 Receipt = Literal["delivered", "failed", "ivr_answered", "ivr_no_answer"]
 log = get_logger(__name__)
 
@@ -173,6 +173,14 @@ async def transition(state, client, ref: str, name: str, update, inp) -> Inciden
             API_TRANSITIONS.labels(transition=name, outcome="refused").inc()
             raise ApiError(
                 409, "invalid_transition", f"cannot {name} an incident that is closed", {"current_status": current}
+            ) from err
+        if current == "ended":  # its workflow was terminated (or failed, timed out) outside Vigil
+            API_TRANSITIONS.labels(transition=name, outcome="refused").inc()
+            raise ApiError(
+                409, "invalid_transition",
+                f"cannot {name} INC-{number}: its workflow ended outside Vigil and nothing pages for it; "
+                "a new alert of its group opens a new incident",
+                {"current_status": current},
             ) from err
         # Stored while Temporal was unreachable; its workflow starts when its alerts are redelivered.
         raise ApiError(

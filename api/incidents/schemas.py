@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 
 from vigil.contracts import IncidentStatus, Severity
+from vigil.urls import mask_url
 
 
 def _not_blank(value: str) -> str:
@@ -77,7 +78,8 @@ class NotificationRead(BaseModel):
     recipient: str | None
     target: str
     provider: str
-    status: str = Field(description="sending | sent | failed")
+    status: str = Field(description="sending | sent | failed | cancelled | lost (its worker died mid-send; a "
+                        "later attempt with the same idempotency key retried it)")
     attempt: int
     idempotency_key: str
     provider_message_id: str | None
@@ -92,9 +94,12 @@ class NotificationRead(BaseModel):
     @classmethod
     def of(cls, row) -> NotificationRead:  # noqa: ANN001
         latency = int((row.finished_at - row.started_at).total_seconds() * 1000) if row.finished_at else None
+        # A webhook URL is a credential (Slack's are): the log, which viewers read, shows its host only; admins
+        # read the whole URL from /api/v1/webhooks.
+        target = mask_url(row.target) if row.channel == "webhook" else row.target
         return cls.model_validate(
             {**{k: getattr(row, k) for k in cls.model_fields if hasattr(row, k)},
-             "incident": f"INC-{row.incident_number}", "latency_ms": latency}
+             "incident": f"INC-{row.incident_number}", "latency_ms": latency, "target": target}
         )
 
 
@@ -124,6 +129,11 @@ class IncidentSummary(BaseModel):
     reopen_count: int
     jira_key: str | None
     temporal_url: str
+    workflow_status: str | None = Field(
+        description="Set when status is `ended`: how the incident's workflow ended outside Vigil "
+        "(terminated | canceled | failed | timed_out). Nothing pages for such an incident."
+    )
+    ended_at: datetime | None = Field(description="When Vigil found the workflow ended (status `ended`).")
 
 
 class IncidentDetail(IncidentSummary):

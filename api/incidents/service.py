@@ -43,7 +43,8 @@ def summary(settings: Settings, row: Incident) -> IncidentSummary:
         updated_at=row.updated_at, acknowledged_at=row.acknowledged_at, acknowledged_by=row.acknowledged_by,
         resolved_at=row.resolved_at, resolved_by=row.resolved_by, resolution=row.resolution,
         closed_at=row.closed_at, reopen_count=row.reopen_count, jira_key=row.jira_key,
-        temporal_url=temporal_url(settings, row.number),
+        temporal_url=temporal_url(settings, row.number), workflow_status=row.workflow_status,
+        ended_at=row.ended_at,
     )
 
 

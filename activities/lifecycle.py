@@ -1,0 +1,148 @@
+"""What Temporal knows about an incident's workflow beyond its own code: who asked to cancel it, and which
+incidents' workflows ended outside Vigil (terminated, timed out, failed, or cancelled before cancellation was
+handled), so that no incident is left listed as open while nothing pages for it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from vigil.contracts import (
+    INCIDENT_WORKFLOW,
+    CancelRequest,
+    CancelRequestInput,
+    EndedCheckInput,
+    EndedCheckResult,
+    IncidentStatus,
+    parse_incident_number,
+)
+from vigil.ingest.delivery import Delivery
+from vigil.logging import get_logger
+from vigil.models import Incident, IncidentGroup, NotificationAttempt, TimelineEvent, utcnow
+
+log = get_logger(__name__)
+# How an ended workflow shows in the API (`workflow_status`); Running, Completed and ContinuedAsNew are not ended.
+ENDED = {
+    WorkflowExecutionStatus.TERMINATED: "terminated",
+    WorkflowExecutionStatus.CANCELED: "canceled",
+    WorkflowExecutionStatus.FAILED: "failed",
+    WorkflowExecutionStatus.TIMED_OUT: "timed_out",
+}
+ENDED_QUERY = '"Terminated", "Canceled", "Failed", "TimedOut"'
+OPEN = (IncidentStatus.triggered.value, IncidentStatus.acknowledged.value, IncidentStatus.resolved.value)
+IDS_PER_QUERY = 100  # workflow ids per visibility query, well under the server's query length limit
+
+
+class LifecycleActivities:
+    def __init__(
+        self, sessions: sessionmaker[Session], client: Callable[[], Awaitable[Client]], delivery: Delivery
+    ) -> None:
+        self.sessions = sessions
+        self.client = client
+        self.delivery = delivery
+
+    @activity.defn
+    async def cancel_request(self, inp: CancelRequestInput) -> CancelRequest:
+        """The identity and reason of the run's WorkflowExecutionCancelRequested event (the workflow sees
+        only the reason)."""
+        client = await self.client()
+        handle = client.get_workflow_handle(inp.workflow_id, run_id=inp.run_id)
+        found = CancelRequest()
+        async for event in handle.fetch_history_events():
+            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED:
+                attrs = event.workflow_execution_cancel_requested_event_attributes
+                found = CancelRequest(identity=attrs.identity, reason=attrs.cause)
+        return found
+
+    @activity.defn
+    async def check_ended_incidents(self, inp: EndedCheckInput) -> EndedCheckResult:
+        """Find incidents open in the DB whose workflow has ended: mark them `ended`, page the operator."""
+        numbers = await asyncio.to_thread(self._open_incidents, inp.max_incidents)
+        result = EndedCheckResult(checked=len(numbers))
+        client = await self.client()
+        for start in range(0, len(numbers), IDS_PER_QUERY):
+            ids = ", ".join(f'"INC-{n}"' for n in numbers[start:start + IDS_PER_QUERY])
+            query = (
+                f'WorkflowType = "{INCIDENT_WORKFLOW}" AND WorkflowId IN ({ids}) '
+                f"AND ExecutionStatus IN ({ENDED_QUERY})"
+            )
+            async for execution in client.list_workflows(query):
+                number = parse_incident_number(execution.id)
+                status = ENDED.get(execution.status) if execution.status else None
+                if number is None or status is None:
+                    continue
+                handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
+                if await self._report(number, status, await _how_it_ended(handle, status)):
+                    result.ended.append(number)
+        return result
+
+    async def _report(self, number: int, status: str, how: str) -> bool:
+        """Page the operator first (deduplicated by key, so a crash before the row is marked pages once),
+        then mark the row; False if another check got there first."""
+        message = (
+            f"Workflow {status} outside Vigil{how}: nothing pages for this incident any more. "
+            "A new alert of its group opens a new incident."
+        )
+        operator = await self.delivery.page_operator(
+            key=f"workflow-ended/INC-{number}",
+            summary=f"INC-{number}'s workflow was {status} outside Vigil: nothing pages for it",
+            details={
+                "incident": f"INC-{number}", "workflow_status": status, "detail": message,
+                "runbook": "docs/runbook.md#incidents-whose-workflow-ended-outside-vigil",
+            },
+        )
+        if operator is not None:
+            message += f" The operator was paged (INC-{operator})."
+        marked = await asyncio.to_thread(self._mark_ended, number, status, message)
+        if marked:
+            log.error("incident workflow ended outside Vigil", incident=f"INC-{number}", workflow_status=status,
+                      operator_incident=operator)
+        return marked
+
+    def _open_incidents(self, limit: int) -> list[int]:
+        with self.sessions() as session:
+            return list(session.scalars(
+                select(Incident.number).where(Incident.status.in_(OPEN)).order_by(Incident.number).limit(limit)
+            ))
+
+    def _mark_ended(self, number: int, status: str, message: str) -> bool:
+        """Status `ended` with Temporal's status, a timeline entry, its lost pages closed, its group released."""
+        with self.sessions.begin() as session:
+            row = session.get(Incident, number, with_for_update=True)
+            if row is None or row.status not in OPEN:
+                return False
+            now = utcnow()
+            row.status, row.workflow_status, row.ended_at = IncidentStatus.ended.value, status, now
+            last = session.scalar(select(func.max(TimelineEvent.seq)).where(TimelineEvent.incident_number == number))
+            session.add(TimelineEvent(
+                incident_number=number, seq=(last or 0) + 1, at=now, kind="ended", actor="system:temporal",
+                message=message,
+            ))
+            session.execute(
+                update(NotificationAttempt)
+                .where(NotificationAttempt.incident_number == number, NotificationAttempt.status == "sending")
+                .values(status="lost", finished_at=now, error=f"never answered: the workflow was {status}")
+            )
+            session.execute(delete(IncidentGroup).where(IncidentGroup.incident_number == number))
+        return True
+
+
+async def _how_it_ended(handle, status: str) -> str:  # noqa: ANN001
+    """` by <identity>: <reason>` from the run's history, as far as Temporal recorded it."""
+    who = why = ""
+    async for event in handle.fetch_history_events():
+        if event.HasField("workflow_execution_terminated_event_attributes"):
+            attrs = event.workflow_execution_terminated_event_attributes
+            who, why = attrs.identity, attrs.reason
+        elif event.HasField("workflow_execution_cancel_requested_event_attributes"):
+            attrs = event.workflow_execution_cancel_requested_event_attributes
+            who, why = attrs.identity, attrs.cause
+        elif event.HasField("workflow_execution_failed_event_attributes"):
+            why = event.workflow_execution_failed_event_attributes.failure.message
+    return (f" by {who}" if who else "") + (f": {why}" if why else "")

@@ -1,0 +1,141 @@
+"""An incident's workflow stopped from outside Vigil: a cancel request from the Temporal UI or CLI is an operator
+action (recorded with who asked, resolved, synced to Jira, closed: never CANCELED), and a workflow terminated
+outside Vigil is found by the reconciler, shown as `ended` in the API and paged to the operator."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.testing import TimeSkipper
+
+from tests.conftest import Inbox, Keys
+from tests.flows import attempts, handle_of, save_history, trigger
+from tests.helpers import eventually
+from tests.jira_server import JiraServer
+from vigil.contracts import ReconcileInput, ReconcileResult
+from vigil.models import Incident
+from vigil.settings import JiraSettings, Settings
+from workflows.incident import IncidentWorkflow
+from workflows.reconcile import OutboxReconcileWorkflow
+
+STEP = timedelta(minutes=5, seconds=1)
+
+
+@pytest.fixture
+def settings(settings: Settings, jira_server: JiraServer) -> Settings:
+    jira = JiraSettings(
+        url=jira_server.base_url, email=jira_server.user.email, api_token=SecretStr(jira_server.api_token),
+        project_key="OPS", timeout_seconds=5,
+    )
+    return settings.model_copy(update={"jira": jira})
+
+
+async def incident(api: httpx.AsyncClient, keys: Keys, number: int) -> dict:
+    resp = await api.get(f"/api/v1/incidents/INC-{number}", headers=keys.auth(keys.viewer))
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+async def test_cancel_request_resolves_and_closes_with_who_asked_and_syncs_jira(
+    api: httpx.AsyncClient, worker: None, keys: Keys, client: Client, skipper: TimeSkipper,
+    jira_server: JiraServer, sessions: sessionmaker[Session], inbox: Inbox,
+) -> None:
+    number = await trigger(api, keys, dedup_key="cancel-1")
+    handle = handle_of(client, number)
+    await eventually(lambda: [a.status for a in attempts(sessions, number)] == ["sent"])
+    key = await eventually(lambda: jira_server.issues and next(iter(jira_server.issues)))
+
+    await handle.cancel(reason="clicked by mistake")
+    # It finishes on its own, COMPLETED: the cancel became a resolution, not a CANCELED workflow.
+    result = await handle.result()
+    assert result["status"] == "closed"
+    assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+
+    body = await eventually(lambda: _closed(api, keys, number))
+    kinds = [t["kind"] for t in body["timeline"]]
+    assert kinds[-3:] == ["cancel_requested", "resolved", "closed"], kinds
+    asked = body["timeline"][-3]
+    assert asked["message"] == f"Cancellation requested in Temporal by {client.identity}: clicked by mistake"
+    assert asked["actor"] == f"user:{client.identity} (Temporal cancel)"
+    assert body["resolution"] == f"Cancelled in Temporal by {client.identity}: clicked by mistake"
+    assert body["workflow_status"] is None
+
+    # Jira follows as for any resolve and close.
+    await eventually(lambda: jira_server.issues[key]["fields"]["status"]["name"] == "Done")
+    assert any("Cancelled in Temporal" in c["body"] for c in jira_server.comments(key))
+    # No page after the cancel: the ladder's SMS never goes out, and the API refuses transitions with 409.
+    assert [a.channel for a in attempts(sessions, number)] == ["email"]
+    resp = await api.post(f"/api/v1/incidents/INC-{number}/acknowledge", headers=keys.auth(keys.responder))
+    assert resp.status_code == 409, resp.text
+    await save_history(handle, "cancelled")
+
+
+async def _closed(api: httpx.AsyncClient, keys: Keys, number: int) -> dict | None:
+    body = await incident(api, keys, number)
+    return body if body["status"] == "closed" and body["timeline"][-1]["kind"] == "closed" else None
+
+
+async def reconcile(client: Client, settings: Settings) -> ReconcileResult:
+    """One run of the reconciler, as its Schedule starts it."""
+    return await client.execute_workflow(
+        OutboxReconcileWorkflow.run, ReconcileInput(), id=f"reconcile-{uuid.uuid4()}",
+        task_queue=settings.temporal.task_queue,
+    )
+
+
+def row(sessions: sessionmaker[Session], number: int) -> Incident:
+    with sessions() as session:
+        return session.get_one(Incident, number)
+
+
+def operator_incidents(sessions: sessionmaker[Session]) -> list[Incident]:
+    with sessions() as session:
+        return list(session.scalars(select(Incident).where(Incident.service == "vigil")))
+
+
+async def test_terminated_workflow_is_found_shown_as_ended_and_pages_the_operator(
+    api: httpx.AsyncClient, worker: None, keys: Keys, client: Client, settings: Settings,
+    sessions: sessionmaker[Session], inbox: Inbox,
+) -> None:
+    number = await trigger(api, keys, dedup_key="terminated-1")
+    handle = handle_of(client, number)
+    await eventually(lambda: [a.status for a in attempts(sessions, number)] == ["sent"])
+    await handle.terminate(reason="cleaning up")
+
+    # Visibility is eventually consistent: the reconciler finds it on one of its next runs.
+    async def found() -> bool:
+        await reconcile(client, settings)
+        return row(sessions, number).status == "ended"
+
+    await eventually(found, timeout=30)
+    body = await incident(api, keys, number)
+    assert (body["status"], body["workflow_status"]) == ("ended", "terminated")
+    assert body["ended_at"] is not None
+    last = body["timeline"][-1]
+    assert last["kind"] == "ended" and last["actor"] == "system:temporal"
+    assert last["message"].startswith(f"Workflow terminated outside Vigil by {client.identity}: cleaning up:")
+    listed = await api.get("/api/v1/incidents?status=ended", headers=keys.auth(keys.viewer))
+    assert [i["id"] for i in listed.json()["items"]] == [f"INC-{number}"]
+
+    # The operator is paged through Vigil's own integration, once however often the check runs again.
+    [operator] = operator_incidents(sessions)
+    assert f"INC-{operator.number}" in last["message"]
+    await eventually(lambda: len(inbox.for_incident(operator.number)) == 1)
+    await reconcile(client, settings)
+    assert len(operator_incidents(sessions)) == 1
+    assert len(row(sessions, number).ref) and row(sessions, number).status == "ended"
+
+    # A clear 409 instead of "retry shortly" forever; a new alert of the group opens a new incident that pages.
+    resp = await api.post(f"/api/v1/incidents/INC-{number}/acknowledge", headers=keys.auth(keys.responder))
+    assert resp.status_code == 409, resp.text
+    assert resp.json()["error"]["details"] == {"current_status": "ended"}
+    again = await trigger(api, keys, dedup_key="terminated-2")
+    assert again != number
+    await eventually(lambda: [a.status for a in attempts(sessions, again)] == ["sent"])
