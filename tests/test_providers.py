@@ -16,7 +16,7 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from activities.channels import PermanentDeliveryError as ChannelsPermanentDeliveryError
-from tests.conftest import free_port
+from tests.conftest import LOOPBACK, free_port
 from tests.helpers import eventually
 from tests.provider_server import ProviderServer, Received
 from vigil.contracts import EscalationStep, NotifyInput, Severity
@@ -48,7 +48,7 @@ def message(channel: str = "sms", key: str = "INC-42/r0s1/sms/+15550100100") -> 
 
 @pytest.fixture
 def phones(provider: ProviderServer) -> Iterator[dict[str, HttpPhoneProvider]]:
-    built = build_phone_providers(provider.provider_settings(read_timeout_seconds=2.0))
+    built = build_phone_providers(provider.provider_settings(read_timeout_seconds=2.0), LOOPBACK)
     yield built  # type: ignore[misc]
     for adapter in built.values():
         adapter.close()
@@ -92,7 +92,8 @@ def test_ivr_goes_to_its_own_url_with_the_ack_digit(
 
 
 def test_wrong_secret_is_refused_by_the_provider_and_permanent(provider: ProviderServer) -> None:
-    adapter = HttpPhoneProvider(name="middleware", channel="sms", url=provider.url("sms"), secret=b"not-the-secret")
+    adapter = HttpPhoneProvider(name="middleware", channel="sms", url=provider.url("sms"), secret=b"not-the-secret",
+                                allowlist=LOOPBACK)
     with pytest.raises(PermanentDeliveryError, match="401"):
         adapter.send(message())
     adapter.close()
@@ -135,11 +136,13 @@ def test_429_is_transient_with_retry_after(provider: ProviderServer, phones: dic
 def test_refusals_are_permanent_with_status_and_truncated_body(
     status: int, provider: ProviderServer, phones: dict[str, HttpPhoneProvider]
 ) -> None:
-    provider.fail_next(1, status, body="invalid number " + "x" * 1000)
+    provider.fail_next(1, status, body=json.dumps({"error": "invalid number\n" + "x" * 1000, "debug": "db_password=1"}))
     with pytest.raises(PermanentDeliveryError) as err:
         phones["sms"].send(message())
     text = str(err.value)
-    assert f"HTTP {status}" in text and "invalid number" in text and len(text) < 300
+    # Only the contract's `error` string, bounded and on one line; never the rest of the body.
+    assert f"HTTP {status}" in text and "invalid number x" in text and len(text) < 300
+    assert "db_password" not in text and "\n" not in text
     # Importable from the old place too, as the same class.
     assert isinstance(err.value, ChannelsPermanentDeliveryError)
 
@@ -147,7 +150,7 @@ def test_refusals_are_permanent_with_status_and_truncated_body(
 def test_connection_refused_is_transient(provider: ProviderServer) -> None:
     adapter = HttpPhoneProvider(
         name="middleware", channel="sms", url=provider.url("sms"), secret=provider.secret,
-        connect_timeout_seconds=2.0,
+        connect_timeout_seconds=2.0, allowlist=LOOPBACK,
     )
     provider.stop()
     with pytest.raises(TransientDeliveryError, match="connection error"):
@@ -158,7 +161,7 @@ def test_connection_refused_is_transient(provider: ProviderServer) -> None:
 def test_unused_port_is_transient() -> None:
     adapter = HttpPhoneProvider(
         name="middleware", channel="sms", url=f"http://127.0.0.1:{free_port()}/sms", secret=b"s",
-        connect_timeout_seconds=2.0,
+        connect_timeout_seconds=2.0, allowlist=LOOPBACK,
     )
     with pytest.raises(TransientDeliveryError):
         adapter.send(message())
@@ -168,6 +171,7 @@ def test_unused_port_is_transient() -> None:
 def test_read_timeout_is_transient_and_the_retry_does_not_send_twice(provider: ProviderServer) -> None:
     adapter = HttpPhoneProvider(
         name="middleware", channel="sms", url=provider.url("sms"), secret=provider.secret, read_timeout_seconds=0.3,
+        allowlist=LOOPBACK,
     )
     provider.latency = 5.0
     with pytest.raises(TransientDeliveryError, match="timeout"):
@@ -190,7 +194,8 @@ def test_missing_message_id_falls_back_to_the_key(
 
 async def test_held_send_is_in_flight_until_released(provider: ProviderServer) -> None:
     """The hold crash tests use: the message counts as sent while its answer is withheld."""
-    adapter = HttpPhoneProvider(name="middleware", channel="sms", url=provider.url("sms"), secret=provider.secret)
+    adapter = HttpPhoneProvider(name="middleware", channel="sms", url=provider.url("sms"), secret=provider.secret,
+                                allowlist=LOOPBACK)
     provider.hold()
     send = asyncio.create_task(asyncio.to_thread(adapter.send, message()))
     await eventually(lambda: provider.in_flight == 1)
@@ -229,7 +234,7 @@ def webhook(provider: ProviderServer, name: str = "ops", secret: str | None = No
 
 @pytest.fixture
 def sender() -> Iterator[WebhookSender]:
-    s = WebhookSender(read_timeout_seconds=2.0)
+    s = WebhookSender(read_timeout_seconds=2.0, allowlist=LOOPBACK)
     yield s
     s.close()
 
@@ -264,9 +269,10 @@ def test_webhook_errors_are_classified(provider: ProviderServer, sender: Webhook
     provider.fail_next(1, 503, path="/hooks/ops")
     with pytest.raises(TransientDeliveryError):
         sender.send(webhook(provider))
-    provider.fail_next(1, 410, body="channel_is_archived", path="/hooks/ops")
-    with pytest.raises(PermanentDeliveryError, match="channel_is_archived"):
+    provider.fail_next(1, 410, body="db_password=hunter2", path="/hooks/ops")
+    with pytest.raises(PermanentDeliveryError) as err:
         sender.send(webhook(provider))
+    assert str(err.value) == "HTTP 410 Gone"  # a receiver's body is never kept (it reaches the notification log)
     assert provider.hooks("ops") == []
 
 

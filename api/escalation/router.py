@@ -6,7 +6,7 @@ from fastapi import APIRouter, status
 from sqlalchemy import select
 
 from api.admin import ADMIN_ERRORS, get_or_404
-from api.deps import Admin, SessionDep
+from api.deps import Admin, SessionDep, StateDep
 from api.escalation import service
 from api.escalation.schemas import (
     PolicyCreate,
@@ -31,9 +31,10 @@ WEBHOOK = "/{webhook_id:int}"
 
 
 @webhooks.post("", status_code=status.HTTP_201_CREATED, response_model=WebhookRead, responses=ADMIN_ERRORS)
-def create_webhook(body: WebhookCreate, _user: Admin, session: SessionDep) -> WebhookRead:
-    """An outgoing webhook: the target of the `webhook` channel."""
-    return service.webhook_read(service.create_webhook(session=session, body=body))
+def create_webhook(body: WebhookCreate, _user: Admin, session: SessionDep, state: StateDep) -> WebhookRead:
+    """An outgoing webhook: the target of the `webhook` channel. 422 for a URL reaching a non-public address."""
+    allowlist = state.settings.core.private_url_allowlist
+    return service.webhook_read(service.create_webhook(session=session, body=body, allowlist=allowlist))
 
 
 @webhooks.get("", response_model=list[WebhookRead], responses=ADMIN_ERRORS)
@@ -47,8 +48,11 @@ def get_webhook(webhook_id: Id, _user: Admin, session: SessionDep) -> WebhookRea
 
 
 @webhooks.patch(WEBHOOK, response_model=WebhookRead, responses=ADMIN_ERRORS)
-def update_webhook(webhook_id: Id, body: WebhookUpdate, _user: Admin, session: SessionDep) -> WebhookRead:
-    return service.webhook_read(service.update_webhook(session=session, webhook_id=webhook_id, body=body))
+def update_webhook(webhook_id: Id, body: WebhookUpdate, _user: Admin, session: SessionDep, state: StateDep) -> WebhookRead:
+    allowlist = state.settings.core.private_url_allowlist
+    return service.webhook_read(
+        service.update_webhook(session=session, webhook_id=webhook_id, body=body, allowlist=allowlist)
+    )
 
 
 @webhooks.delete(WEBHOOK, status_code=status.HTTP_204_NO_CONTENT, responses=ADMIN_ERRORS)

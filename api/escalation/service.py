@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -25,6 +26,7 @@ from vigil.contracts import PolicyTarget, TargetKind
 from vigil.escalation import can_reach
 from vigil.models import EscalationPolicyRow, EscalationRoute, Webhook
 from vigil.policies.service import TARGET_MODELS, policy_referrers, target_name
+from vigil.urls import Network, UnresolvableUrl, UnsafeUrl, check_url
 
 # --- webhooks -----------------------------------------------------------------------------------
 
@@ -38,15 +40,28 @@ def save_webhook(session: Session, row: Webhook) -> Webhook:
     return row
 
 
-def create_webhook(*, session: Session, body: WebhookCreate) -> Webhook:
-    return save_webhook(session, Webhook(name=body.name, url=str(body.url), secret=body.secret))
+def public_url(url: str, allowlist: Sequence[Network]) -> str:
+    """422 on `body.url` for a URL reaching a non-public address (SSRF). A host that does not resolve now is
+    accepted: the sender checks every request again."""
+    try:
+        check_url(url, allowlist)
+    except UnsafeUrl as err:
+        raise invalid([("body.url", str(err))]) from None
+    except UnresolvableUrl:
+        pass
+    return url
 
 
-def update_webhook(*, session: Session, webhook_id: int, body: WebhookUpdate) -> Webhook:
+def create_webhook(*, session: Session, body: WebhookCreate, allowlist: Sequence[Network]) -> Webhook:
+    url = public_url(str(body.url), allowlist)
+    return save_webhook(session, Webhook(name=body.name, url=url, secret=body.secret))
+
+
+def update_webhook(*, session: Session, webhook_id: int, body: WebhookUpdate, allowlist: Sequence[Network]) -> Webhook:
     row = get_or_404(session, Webhook, webhook_id, "webhook")
     changes = body.model_dump(exclude_unset=True)
     if "url" in changes:
-        changes["url"] = str(body.url)
+        changes["url"] = public_url(str(body.url), allowlist)
     for name, value in changes.items():
         setattr(row, name, value)
     return save_webhook(session, row)

@@ -7,21 +7,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, status
+from fastapi import APIRouter, Query, Request, status
 from sqlalchemy import select
 
 from api.admin import ADMIN_ERRORS
 from api.deps import Admin, Principal, SessionDep, Viewer
 from api.keys import service
 from api.keys.schemas import AuditRead, KeyCreate, KeyCreated, KeyRead
+from vigil.contracts import Id, Offset
 from vigil.models import AuditEntry
 
 own = APIRouter(prefix="/api/v1/keys", tags=["api keys"])
 users = APIRouter(prefix="/api/v1/users", tags=["api keys"])
 audit_log = APIRouter(prefix="/api/v1/audit-log", tags=["api keys"])
 ERRORS = {k: ADMIN_ERRORS[k] for k in (401, 404, 409, 422)}
-# Bounded like every id that reaches the database (BIGINT): larger values are a 422, not an OverflowError.
-Id = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 def _who(user: Principal) -> dict:
@@ -69,8 +68,8 @@ def revoke_user_key(user_id: Id, key_id: Id, user: Admin, session: SessionDep, r
 
 @audit_log.get("", response_model=list[AuditRead], responses=ADMIN_ERRORS)
 def read_audit_log(
-    _user: Admin, session: SessionDep, user_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None, action: str | None = Query(None, max_length=32),
-    limit: Annotated[int, Query(ge=1, le=500)] = 100, offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
+    _user: Admin, session: SessionDep, user_id: Id | None = None, action: str | None = Query(None, max_length=32),
+    limit: Annotated[int, Query(ge=1, le=500)] = 100, offset: Offset = 0,
 ) -> list[AuditRead]:
     """Key and admin operations, newest first; `user_id` filters by the user the operation was about."""
     query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit).offset(offset)

@@ -5,6 +5,8 @@ Library code only: blocking, thread-safe per call, usable from sync Temporal act
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from vigil.providers.base import (
     DeliveryError,
     OutboundMessage,
@@ -16,6 +18,7 @@ from vigil.providers.base import (
 from vigil.providers.console import ConsoleProvider
 from vigil.providers.http import HttpPhoneProvider
 from vigil.settings import ProviderSettings, Settings
+from vigil.urls import Network
 
 __all__ = [
     "ConsoleProvider",
@@ -30,9 +33,15 @@ __all__ = [
 ]
 
 
-def build_phone_providers(settings: Settings | ProviderSettings) -> dict[str, PhoneProvider]:
-    """{"sms": ..., "ivr": ...}: the HTTP adapter for a channel with a URL, the console adapter otherwise."""
+def build_phone_providers(
+    settings: Settings | ProviderSettings, allowlist: Sequence[Network] | None = None
+) -> dict[str, PhoneProvider]:
+    """{"sms": ..., "ivr": ...}: the HTTP adapter for a channel with a URL, the console adapter otherwise.
+
+    `allowlist`: the private networks the middleware may be on; default VIGIL_PRIVATE_URL_ALLOWLIST."""
     s = settings.providers if isinstance(settings, Settings) else settings
+    if allowlist is None:
+        allowlist = settings.core.private_url_allowlist if isinstance(settings, Settings) else ()
     providers: dict[str, PhoneProvider] = {}
     for channel, url in (("sms", s.sms_url), ("ivr", s.ivr_url)):
         if url is None:
@@ -42,5 +51,6 @@ def build_phone_providers(settings: Settings | ProviderSettings) -> dict[str, Ph
         providers[channel] = HttpPhoneProvider(
             name=s.name, channel=channel, url=url, secret=s.secret.get_secret_value().encode(),
             connect_timeout_seconds=s.connect_timeout_seconds, read_timeout_seconds=s.read_timeout_seconds,
+            allowlist=allowlist,
         )
     return providers

@@ -6,7 +6,7 @@ The wire contract is in docs/providers.md ("Implementing your own SMS/IVR provid
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import httpx
 
@@ -14,6 +14,7 @@ from vigil.logging import get_logger
 from vigil.providers import transport
 from vigil.providers.base import OutboundMessage, SendResult
 from vigil.providers.callbacks import ACK_DIGIT
+from vigil.urls import Network
 
 log = get_logger(__name__)
 
@@ -30,6 +31,7 @@ class HttpPhoneProvider:
         secret: bytes,
         connect_timeout_seconds: float = 3.0,
         read_timeout_seconds: float = 10.0,
+        allowlist: Sequence[Network] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.name = name
@@ -37,7 +39,7 @@ class HttpPhoneProvider:
         self.url = url
         self._secret = secret
         self._clock = clock
-        self._client = transport.new_client(connect_timeout_seconds, read_timeout_seconds)
+        self._client = transport.new_client(connect_timeout_seconds, read_timeout_seconds, allowlist=allowlist)
 
     def send(self, message: OutboundMessage) -> SendResult:
         """Hand the message to the middleware; Permanent/TransientDeliveryError if it does not take it."""
@@ -48,7 +50,7 @@ class HttpPhoneProvider:
             payload["ack_digit"] = ACK_DIGIT
         response = transport.post(
             self._client, self.url, transport.encode(payload),
-            idempotency_key=message.idempotency_key, secret=self._secret, clock=self._clock,
+            idempotency_key=message.idempotency_key, secret=self._secret, clock=self._clock, error_field=True,
         )
         message_id = _message_id(response)
         if message_id is None:

@@ -7,12 +7,13 @@ structure in `event` and `incident`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from vigil.providers import transport
 from vigil.providers.base import SendResult
+from vigil.urls import Network
 
 
 class WebhookIncident(BaseModel):
@@ -72,10 +73,11 @@ class WebhookSender:
         *,
         connect_timeout_seconds: float = 3.0,
         read_timeout_seconds: float = 10.0,
+        allowlist: Sequence[Network] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._clock = clock
-        self._client = transport.new_client(connect_timeout_seconds, read_timeout_seconds)
+        self._client = transport.new_client(connect_timeout_seconds, read_timeout_seconds, allowlist=allowlist)
 
     def send(self, message: WebhookMessage) -> SendResult:
         """Deliver one webhook (Permanent/TransientDeliveryError otherwise); the key doubles as message id."""
