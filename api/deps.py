@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterator
+import json
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from typing import Annotated, TypeVar
 
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy import Engine, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.responses import Response
 from temporalio.client import Client
 
-from api.errors import ApiError
+from api.errors import ApiError, error_response
 from api.keys.limiter import FailedAuthLimiter
 from vigil.ingest.store import IntegrationInfo
 from vigil.logging import get_logger
@@ -151,25 +157,51 @@ def touch_key(session: Session, key_id: int, now: datetime) -> None:
         session.commit()
 
 
-def require(role: Role):  # noqa: ANN201 - returns a dependency
-    """Dependency: an authenticated user with at least `role`."""
+# Scope keys: authenticate_first's guard and the route's dependency share one check per request.
+_PRINCIPAL = "vigil.principal"
+_INTEGRATION = "vigil.integration"
 
-    def dependency(state: StateDep, creds: BearerDep, request: Request) -> Principal:
-        client = request.client.host if request.client else "unknown"
-        state.auth_limiter.check(client)
-        # Its own short session: on SQLite a session held across the request would block the writes
-        # the request itself makes.
-        try:
-            with state.sessions() as session:
-                principal = authenticate(session, creds)
-        except ApiError as err:
-            if err.status == 401:
-                state.auth_limiter.failed(client)
-            raise
+
+def _bearer_token(request: Request) -> str | None:
+    scheme, token = get_authorization_scheme_param(request.headers.get("Authorization"))
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def _principal(request: Request) -> Principal:
+    if (cached := request.scope.get(_PRINCIPAL)) is not None:
+        return cached
+    state = get_state(request)
+    client = request.client.host if request.client else "unknown"
+    state.auth_limiter.check(client)
+    token = _bearer_token(request)
+    creds = HTTPAuthorizationCredentials(scheme="Bearer", credentials=token) if token else None
+    # Its own short session: on SQLite a session held across the request would block the writes
+    # the request itself makes.
+    try:
+        with state.sessions() as session:
+            principal = authenticate(session, creds)
+    except ApiError as err:
+        if err.status == 401:
+            state.auth_limiter.failed(client)
+        raise
+    request.scope[_PRINCIPAL] = principal
+    return principal
+
+
+def require(role: Role):  # noqa: ANN201 - returns a dependency
+    """Dependency: an authenticated user with at least `role` (checked before the body: authenticate_first)."""
+
+    def guard(request: Request, _body: bytes | None = None) -> Principal:
+        principal = _principal(request)
         if not principal.role.allows(role):
             raise ApiError(403, "forbidden", f"this needs the {role.value} role; your key has {principal.role.value}")
         return principal
 
+    def dependency(request: Request, _creds: BearerDep) -> Principal:
+        # `_creds` puts the bearer scheme in the OpenAPI; the key itself was read by the guard.
+        return guard(request)
+
+    dependency.guard = guard  # type: ignore[attr-defined]
     return dependency
 
 
@@ -186,3 +218,82 @@ def integration_by_key(session: Session, key: str | None) -> IntegrationInfo:
     if row is None:
         raise _unauthorized("unknown integration key")
     return IntegrationInfo.of(row)
+
+
+def _integration(request: Request, key: str | None) -> IntegrationInfo:
+    if (cached := request.scope.get(_INTEGRATION)) is None:
+        with get_state(request).sessions() as session:
+            cached = request.scope[_INTEGRATION] = integration_by_key(session, key)
+    return cached
+
+
+def _routing_key(body: bytes | None) -> str | None:
+    """`routing_key` of a PagerDuty event, read before the body is validated; None if there is none."""
+    try:
+        event = json.loads(body or b"")
+    except ValueError:
+        return None
+    key = event.get("routing_key") if isinstance(event, dict) else None
+    return key if isinstance(key, str) else None
+
+
+def _bearer_integration_guard(request: Request, _body: bytes | None = None) -> IntegrationInfo:
+    return _integration(request, _bearer_token(request))
+
+
+def bearer_integration(request: Request, _creds: BearerDep) -> IntegrationInfo:
+    """Dependency: the integration of the `Authorization: Bearer` key (Alertmanager)."""
+    return _bearer_integration_guard(request)
+
+
+def _routing_key_guard(request: Request, body: bytes | None) -> IntegrationInfo:
+    return _integration(request, _routing_key(body))
+
+
+async def routing_key_integration(request: Request) -> IntegrationInfo:
+    """Dependency: the integration of the body's `routing_key` (PagerDuty Events v2)."""
+    body = await request.body()
+    return await asyncio.to_thread(_routing_key_guard, request, body)
+
+
+bearer_integration.guard = _bearer_integration_guard  # type: ignore[attr-defined]
+routing_key_integration.guard = _routing_key_guard  # type: ignore[attr-defined]
+BearerIntegration = Annotated[IntegrationInfo, Depends(bearer_integration)]
+RoutingKeyIntegration = Annotated[IntegrationInfo, Depends(routing_key_integration)]
+
+Guard = Callable[[Request, bytes | None], object]
+
+
+def _guards(dependant: Dependant) -> list[Guard]:
+    found: list[Guard] = []
+    for sub in dependant.dependencies:
+        if (guard := getattr(sub.call, "guard", None)) is not None:
+            found.append(guard)
+        found += _guards(sub)
+    return found
+
+
+def authenticate_first(app: FastAPI) -> None:
+    """A caller without a valid key gets 401/403, never a 422 that describes the body it should send.
+
+    FastAPI runs the key dependencies before it validates parameters and body, but it refuses a body that is
+    not JSON before any dependency runs; so a 422 is answered only once the route's key checks pass.
+    """
+    render = app.exception_handlers[RequestValidationError]
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        route = request.scope.get("route")
+        guards = _guards(route.dependant) if isinstance(route, APIRoute) else []
+
+        def check() -> None:
+            for guard in guards:
+                # The body was not JSON: a PagerDuty routing_key cannot be read from it, which is a 401.
+                guard(request, None)
+
+        try:
+            await asyncio.to_thread(check)
+        except ApiError as err:
+            return error_response(err.status, err.code, err.message, err.details, err.headers)
+        return await render(request, exc)
+
+    app.add_exception_handler(RequestValidationError, validation_error)

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from api import health
-from api.deps import AppState
+from api.deps import AppState, authenticate_first
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
 from api.alerts.router import router as alerts_router
@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(escalation.policies)
     app.include_router(escalation.routes)
     app.include_router(health.router)
+    authenticate_first(app)
     return app
 
 

@@ -128,3 +128,35 @@ def test_settings_read_only_vigil_variables(monkeypatch: pytest.MonkeyPatch) -> 
     assert FromEnv().api.port == 8000 and FromEnv().temporal.address == "127.0.0.1:7233"
     monkeypatch.setenv("VIGIL_API_PORT", "8123")
     assert FromEnv().api.port == 8123
+
+
+async def test_unauthenticated_bad_body_is_401_not_422(api: httpx.AsyncClient, keys: Keys) -> None:
+    """A caller without a valid key learns nothing about the body (no field details), on every kind of route."""
+    bad = {"nonsense": True}
+    cases = [
+        ("POST", "/api/v1/users", {}), ("PATCH", "/api/v1/users/1", {}),
+        ("POST", "/api/v1/incidents/1/resolve", {}), ("PUT", "/api/v1/escalation-routes", {}),
+        ("POST", "/api/v1/integrations/alertmanager", {}),
+        ("POST", "/api/v1/integrations/alertmanager", keys.auth(keys.admin)),  # an API key is not an integration key
+        ("POST", "/api/v1/users", keys.auth("vgl_api_wrong")),
+    ]
+    for method, url, headers in cases:
+        for body in (bad, "{not json"):
+            kwargs = {"json": body} if isinstance(body, dict) else {"content": body}
+            resp = await api.request(method, url, headers={**headers, "Content-Type": "application/json"}, **kwargs)
+            err = assert_error(resp, 401, "unauthorized")
+            assert err["details"] is None, (method, url, err)
+    # A known key with the wrong role: 403 before the body, too.
+    assert_error(await api.post("/api/v1/users", json=bad, headers=keys.auth(keys.viewer)), 403, "forbidden")
+    # PagerDuty: the key is in the body; without a valid routing_key nothing else is validated.
+    for body in ({"event_action": "explode"}, {"routing_key": "nope", "event_action": "explode"}, {"routing_key": 7}):
+        assert_error(await api.post("/v2/enqueue", json=body), 401, "unauthorized")
+    assert_error(await api.post("/v2/enqueue", content="{not json"), 401, "unauthorized")
+    # With valid keys, the same bad bodies are 422 with the field named.
+    err = assert_error(await api.post("/api/v1/users", json=bad, headers=keys.auth(keys.admin)), 422, "validation_error")
+    assert any(d["field"] == "body.name" for d in err["details"])
+    err = assert_error(await api.post("/v2/enqueue", json={"routing_key": keys.integration, "event_action": "explode"}),
+                       422, "validation_error")
+    assert any(d["field"] == "body.event_action" for d in err["details"])
+    err = assert_error(await api.post("/api/v1/integrations/alertmanager", json=bad, headers=keys.auth(keys.integration)),
+                       422, "validation_error")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 
 from fastapi import APIRouter, status
 
-from api.deps import BearerDep, StateDep, integration_by_key
+from api.deps import BearerIntegration, RoutingKeyIntegration, StateDep
 from api.errors import ERROR_RESPONSES, ApiError
 from api.ingest import service
 from api.ingest.schemas import AlertmanagerWebhook, IngestResponse, PagerDutyEvent, PagerDutyResponse
@@ -20,15 +19,9 @@ router = APIRouter(tags=["ingestion"], responses={k: ERROR_RESPONSES[k] for k in
 log = get_logger(__name__)
 
 
-def _integration(state: StateDep, key: str | None):  # noqa: ANN202
-    with state.sessions() as session:
-        return integration_by_key(session, key)
-
-
 @router.post("/v2/enqueue", status_code=status.HTTP_202_ACCEPTED, response_model=PagerDutyResponse)
-async def enqueue(event: PagerDutyEvent, state: StateDep) -> PagerDutyResponse:
+async def enqueue(event: PagerDutyEvent, state: StateDep, integration: RoutingKeyIntegration) -> PagerDutyResponse:
     """PagerDuty Events API v2 compatible: trigger, acknowledge and resolve by `dedup_key`."""
-    integration = await asyncio.to_thread(_integration, state, event.routing_key)
     if event.event_action == "trigger":
         assert event.payload is not None
         p = event.payload
@@ -69,9 +62,8 @@ def _derived_dedup_key(event: PagerDutyEvent) -> str:
 
 
 @router.post("/api/v1/integrations/alertmanager", status_code=status.HTTP_202_ACCEPTED, response_model=IngestResponse)
-async def alertmanager(body: AlertmanagerWebhook, state: StateDep, creds: BearerDep) -> IngestResponse:
+async def alertmanager(body: AlertmanagerWebhook, state: StateDep, integration: BearerIntegration) -> IngestResponse:
     """Alertmanager webhook v4 with `Authorization: Bearer <integration key>`."""
-    integration = await asyncio.to_thread(_integration, state, creds.credentials if creds else None)
     cap = state.settings.api.max_alerts_per_request
     if len(body.alerts) > cap:
         INGEST_REQUESTS.labels(endpoint="alertmanager", status="413").inc()
