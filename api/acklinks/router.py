@@ -1,16 +1,32 @@
 """GET/POST /ack/{token}: the one-click acknowledge link of an incident email.
 
-GET only shows a confirmation page, so mail scanners that pre-fetch links cannot acknowledge; the page's
-button POSTs. A link is signed, expires, and acknowledges once (its nonce is stored when used).
+GET only shows a confirmation page (it writes nothing), so mail scanners that pre-fetch links cannot
+acknowledge; the page's button POSTs. A link is signed, expires, and acknowledges once: a POST claims its nonce
+with one unique insert before acknowledging, so of two concurrent POSTs exactly one acts. Tokens are redacted
+from the access log, and the pages carry security headers (no referrer: the token is in the URL).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from html import escape
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
+from secure import (
+    CacheControl,
+    ContentSecurityPolicy,
+    CrossOriginOpenerPolicy,
+    CrossOriginResourcePolicy,
+    ReferrerPolicy,
+    Secure,
+    StrictTransportSecurity,
+    XContentTypeOptions,
+    XFrameOptions,
+)
+from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
 from api.deps import StateDep, TemporalDep
@@ -26,8 +42,38 @@ PAGE = """<!doctype html><html><head><meta charset="utf-8"><meta name="robots" c
 <body style="font-family: sans-serif; max-width: 36em; margin: 3em auto">{body}</body></html>"""
 
 
+SECURITY_HEADERS = Secure(
+    csp=ContentSecurityPolicy().default_src("'none'").style_src("'unsafe-inline'").form_action("'self'")
+    .frame_ancestors("'none'").base_uri("'none'"),
+    hsts=StrictTransportSecurity().max_age(31536000),
+    referrer=ReferrerPolicy().no_referrer(),
+    xcto=XContentTypeOptions().nosniff(),
+    xfo=XFrameOptions().deny(),
+    cache=CacheControl().no_store(),
+    coop=CrossOriginOpenerPolicy().same_origin(),
+    corp=CrossOriginResourcePolicy().same_origin(),
+)
+TOKEN_IN_PATH = re.compile(r"(/ack/)[^\s?/\"]+")
+
+
+class RedactAckTokens(logging.Filter):
+    """Uvicorn's access log writes the request path, which holds the whole acknowledge token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(TOKEN_IN_PATH.sub(r"\1<redacted>", a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+ACCESS_LOG = logging.getLogger("uvicorn.access")
+if not any(isinstance(f, RedactAckTokens) for f in ACCESS_LOG.filters):
+    ACCESS_LOG.addFilter(RedactAckTokens())
+
+
 def _page(status: int, title: str, body: str) -> HTMLResponse:
-    return HTMLResponse(PAGE.format(title=escape(title), body=body), status_code=status)
+    response = HTMLResponse(PAGE.format(title=escape(title), body=body), status_code=status)
+    SECURITY_HEADERS.set_headers(response)
+    return response
 
 
 def _claim(state, token: str) -> AckClaim | HTMLResponse:  # noqa: ANN001
@@ -72,24 +118,35 @@ async def acknowledge(token: str, state: StateDep, client: TemporalDep) -> HTMLR
     claim = _claim(state, token)
     if isinstance(claim, HTMLResponse):
         return claim
-    if await asyncio.to_thread(_used, state, claim):
+    if not await asyncio.to_thread(_take, state, claim):
         return _page(409, "Link already used", "<h1>This acknowledge link was already used</h1>")
+    acted = False
     try:
         result = await service.acknowledge(state, client, claim.number, claim.recipient, via="email link")
+        acted = True
     except ApiError as err:
         return _page(err.status, "Not acknowledged", f"<h1>Not acknowledged</h1><p>{escape(err.message)}</p>")
-    # Marked used only once it worked: a link that met a Temporal outage can be tried again.
-    await asyncio.to_thread(_mark_used, state, claim)
+    finally:
+        if not acted:
+            # Given back: a link that met a Temporal outage (or a crash here) can be tried again.
+            await asyncio.to_thread(_give_back, state, claim)
     title = escape(await asyncio.to_thread(_title, state, claim.number))
     if result.status != "acknowledged":
         return _page(200, "Already handled", f"<h1>{title}</h1><p>{escape(result.detail)}</p>")
     return _page(200, "Acknowledged", f"<h1>Acknowledged {title}</h1><p>Escalation stopped {escape(result.detail)}.</p>")
 
 
-def _mark_used(state, claim: AckClaim) -> None:  # noqa: ANN001
+def _take(state, claim: AckClaim) -> bool:  # noqa: ANN001
+    """Claim the link's nonce: the primary key lets exactly one of concurrent POSTs insert it."""
     try:
         with state.sessions.begin() as session:
             session.add(AckLinkUse(nonce=claim.nonce, incident_number=claim.number, recipient=claim.recipient,
                                    used_at=utcnow()))
     except IntegrityError:
-        pass  # a double click: both acknowledged the same incident once
+        return False
+    return True
+
+
+def _give_back(state, claim: AckClaim) -> None:  # noqa: ANN001
+    with state.sessions.begin() as session:
+        session.execute(delete(AckLinkUse).where(AckLinkUse.nonce == claim.nonce))
