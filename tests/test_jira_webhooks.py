@@ -4,6 +4,8 @@ own changes coming back are ignored; redelivered and out-of-order events change 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 import pytest
 from pydantic import SecretStr
@@ -14,7 +16,7 @@ from temporalio.client import Client
 from tests.conftest import Keys
 from tests.flows import handle_of, save_history, trigger
 from tests.helpers import eventually
-from tests.jira_server import JiraServer, post_webhook
+from tests.jira_server import JiraServer, post_webhook, webhook_request
 from vigil.models import TimelineEvent
 from vigil.settings import JiraSettings, Settings
 from workflows.incident import IncidentWorkflow
@@ -23,11 +25,23 @@ SECRET = b"jira-webhook-secret"
 HOOK = "/api/v1/webhooks/jira"
 
 
+@pytest.fixture(params=["Cloud"])
+def jira_server(request: pytest.FixtureRequest) -> Iterator[JiraServer]:
+    """Jira Cloud; `@pytest.mark.parametrize("jira_server", ["Server"], indirect=True)` for Data Center."""
+    with JiraServer(deployment=request.param) as server:
+        yield server
+
+
 @pytest.fixture
 def settings(settings: Settings, jira_server: JiraServer) -> Settings:
+    # As docs/jira.md says to configure each: Cloud with email + API token, Data Center with a PAT only.
+    auth: dict = (
+        {"email": jira_server.user.email, "api_token": SecretStr(jira_server.api_token)} if jira_server.cloud
+        else {"pat": SecretStr(jira_server.pat)}
+    )
     jira = JiraSettings(
-        url=jira_server.base_url, email=jira_server.user.email, api_token=SecretStr(jira_server.api_token),
-        project_key="OPS", webhook_secret=SecretStr(SECRET.decode()), timeout_seconds=5,
+        url=jira_server.base_url, project_key="OPS", webhook_secret=SecretStr(SECRET.decode()), timeout_seconds=5,
+        **auth,
     )
     return settings.model_copy(update={"jira": jira})
 
@@ -144,6 +158,41 @@ async def test_redelivered_and_out_of_order_events_change_nothing(
     late = await deliver(api, started)  # the older event arrives last: the incident is resolved already
     assert late["status"] == "ignored" and "acknowledge" in late["detail"]
     assert await status(client, number) == "resolved"
+
+
+async def test_a_captured_delivery_resent_under_a_new_identifier_is_a_duplicate(
+    api: httpx.AsyncClient, worker: None, keys: Keys, client: Client, jira_server: JiraServer,
+) -> None:
+    number, key = await incident_with_issue(api, keys, client, "replay")
+    done = jira_server.human_transition(key, "Done")
+    assert (await deliver(api, done))["status"] == "applied"
+    assert (await deliver(api, jira_server.human_transition(key, "To Do")))["status"] == "applied"  # reopened
+    body, headers = webhook_request(done, SECRET)
+    replay = await api.post(HOOK, content=body, headers=headers | {"X-Atlassian-Webhook-Identifier": "999999"})
+    assert replay.status_code == 202 and replay.json()["status"] == "duplicate", replay.text
+    assert await status(client, number) == "triggered"  # the captured "Done" did not resolve it again
+
+
+@pytest.mark.parametrize("jira_server", ["Server"], indirect=True)
+async def test_data_center_echoes_are_recognised_by_the_integration_account(
+    api: httpx.AsyncClient, worker: None, keys: Keys, client: Client, jira_server: JiraServer,
+) -> None:
+    """With a PAT there is no accountId and no VIGIL_JIRA_EMAIL: /myself's key and name identify Vigil."""
+    number, key = await incident_with_issue(api, keys, client, "dc-echo")
+    headers = keys.auth(keys.responder)
+    assert (await api.post(f"/api/v1/incidents/INC-{number}/acknowledge", headers=headers)).status_code == 200
+    assert (await api.post(f"/api/v1/incidents/INC-{number}/assign", headers=headers,
+                           json={"assignee": jira_server.user.email})).status_code == 200
+    await eventually(lambda: len(jira_server.transitions_applied(key)) == 1
+                     and jira_server.issues[key]["fields"]["assignee"] is not None)
+    echoes = [w for w in jira_server.webhooks if w["webhookEvent"] == "jira:issue_updated" and w["issue"]["key"] == key]
+    assert {i["field"] for w in echoes for i in w["changelog"]["items"]} >= {"status", "assignee"}
+    assert all("accountId" not in w["user"] and w["user"]["name"] == "vigil" for w in echoes)
+    for echo in echoes:
+        result = await deliver(api, echo)
+        assert (result["status"], result["detail"]) == ("ignored", "Vigil's own change coming back"), result
+    # A person's change on Data Center still applies.
+    assert (await deliver(api, jira_server.human_transition(key, "Done")))["status"] == "applied"
 
 
 async def test_unknown_issues_and_unmapped_statuses_are_accepted_and_logged(

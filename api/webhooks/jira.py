@@ -65,16 +65,19 @@ async def jira_webhook(request: Request, state: StateDep, client: TemporalDep) -
         kind = event["webhookEvent"]
     except (ValueError, KeyError, TypeError) as err:
         raise ApiError(422, "validation_error", f"not a Jira issue webhook: {err}") from err
-    delivery = request.headers.get("X-Atlassian-Webhook-Identifier") or hashlib.sha256(body).hexdigest()
+    # The identifier is not signed: a captured delivery resent under a new one is recognised by its body, which
+    # is (Jira stamps each event with its time, so two real events never share a body).
+    body_hash = hashlib.sha256(body).hexdigest()
+    delivery = request.headers.get("X-Atlassian-Webhook-Identifier") or body_hash
     started = time.monotonic()
     number = await asyncio.to_thread(_incident_of, state, key)
     if number is None:
         result = WebhookResult(status="ignored", detail=f"{key} is not an incident's issue")
-    elif await asyncio.to_thread(_seen, state, delivery):
+    elif await asyncio.to_thread(_seen, state, delivery, body_hash):
         return WebhookResult(status="duplicate", incident=f"INC-{number}", detail="this delivery was applied already")
     else:
         result = await _apply(state, client, number, kind, event)
-    await asyncio.to_thread(_log, state, number, key, kind, result, delivery, started)
+    await asyncio.to_thread(_log, state, number, key, kind, result, delivery, body_hash, started)
     log.info("jira webhook", jira_key=key, webhook_event=kind, outcome=result.status, detail=result.detail,
              incident=result.incident)
     return result
@@ -140,12 +143,14 @@ def _incident_of(state, key: str) -> int | None:  # noqa: ANN001
         return session.scalar(select(JiraIssue.incident_number).where(JiraIssue.jira_key == key))
 
 
-def _seen(state, delivery: str) -> bool:  # noqa: ANN001
+def _seen(state, delivery: str, body_hash: str) -> bool:  # noqa: ANN001
+    """Applied before under this identifier, or handled before with this very body (a replay)."""
     with state.sessions() as session:
         return session.scalar(
             select(JiraSyncEntry.id).where(
-                JiraSyncEntry.direction == "in", JiraSyncEntry.jira_id == delivery[:64],
-                JiraSyncEntry.status == "applied",
+                JiraSyncEntry.direction == "in",
+                ((JiraSyncEntry.jira_id == delivery[:64]) & (JiraSyncEntry.status == "applied"))
+                | ((JiraSyncEntry.body_hash == body_hash) & JiraSyncEntry.status.in_(["applied", "ignored"])),
             ).limit(1)
         ) is not None
 
@@ -153,7 +158,8 @@ def _seen(state, delivery: str) -> bool:  # noqa: ANN001
 def _is_echo(state, who: dict, event: dict) -> bool:  # noqa: ANN001
     """Made by the integration account, or a comment Vigil itself wrote."""
     me = state.jira_identity()
-    if me and who.get("accountId") and who.get("accountId") == me.get("accountId"):
+    # Cloud names accounts by accountId; Server/Data Center (a PAT) by key and username, without accountId.
+    if me and any(who.get(f) and who.get(f) == me.get(f) for f in ("accountId", "key", "name")):
         return True
     if who.get("emailAddress") and who.get("emailAddress") == state.settings.jira.email:
         return True
@@ -169,10 +175,10 @@ def _is_echo(state, who: dict, event: dict) -> bool:  # noqa: ANN001
         ) is not None
 
 
-def _log(state, number, key, kind, result, delivery, started) -> None:  # noqa: ANN001
+def _log(state, number, key, kind, result, delivery, body_hash, started) -> None:  # noqa: ANN001
     with state.sessions.begin() as session:
         session.add(JiraSyncEntry(
             incident_number=number, direction="in", operation=kind[:64], jira_key=key, status=result.status,
-            error=result.detail or None, jira_id=delivery[:64], latency_ms=int((time.monotonic() - started) * 1000),
-            attempt=1, created_at=utcnow(),
+            error=result.detail or None, jira_id=delivery[:64], body_hash=body_hash,
+            latency_ms=int((time.monotonic() - started) * 1000), attempt=1, created_at=utcnow(),
         ))
