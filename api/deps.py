@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.responses import Response
 from temporalio.client import Client
 
-from api.errors import ApiError, error_response
+from api.errors import DATABASE_BUSY, ApiError, database_busy, error_response
 from api.keys.limiter import FailedAuthLimiter
 from vigil.ingest.store import IntegrationInfo
 from vigil.logging import get_logger
@@ -294,6 +294,8 @@ def authenticate_first(app: FastAPI) -> None:
             await asyncio.to_thread(check)
         except ApiError as err:
             return error_response(err.status, err.code, err.message, err.details, err.headers)
+        except DATABASE_BUSY as err:
+            return database_busy(request.url.path, err)
         return await render(request, exc)
 
     app.add_exception_handler(RequestValidationError, validation_error)

@@ -8,6 +8,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from temporalio.service import RPCError, RPCStatusCode
@@ -48,6 +50,17 @@ class ApiError(Exception):
 def error_response(status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None) -> JSONResponse:
     body = ErrorResponse(error=ErrorBody(code=code, message=message, details=details))
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+# A held lock past the lock/busy timeout, a statement past statement_timeout, no free pooled connection, or
+# the database down: the caller should retry, as with Temporal unreachable.
+DATABASE_BUSY = (OperationalError, PoolTimeout)
+
+
+def database_busy(path: str, exc: Exception) -> JSONResponse:
+    log.warning("database busy or unreachable", path=path, error=type(exc).__name__, detail=str(exc)[:200])
+    return error_response(503, "database_unavailable", "the database is busy or unreachable; retry later",
+                          headers={"Retry-After": "5"})
 
 
 def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -93,6 +106,11 @@ def install_error_handlers(app: FastAPI) -> None:
                                   headers={"Retry-After": "5"})
         log.error("temporal error", path=req.url.path, status=exc.status.name, error=str(exc))
         return error_response(500, "internal_error", "internal error; see the API logs")
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(PoolTimeout)
+    async def _database_busy(req: Request, exc: Exception) -> JSONResponse:
+        return database_busy(req.url.path, exc)
 
     @app.exception_handler(Exception)
     async def _unhandled(req: Request, exc: Exception) -> JSONResponse:

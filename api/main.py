@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,6 +20,7 @@ from api.integrations.router import router as integrations_router
 from api.silences.router import router as silences_router
 from api.escalation import router as escalation
 from api.people import router as people
+from api.jira_status import JiraStatus
 from api.keys import router as keys
 from api.schedules.router import router as schedules_router
 from api.ingest.router import router as ingest_router
@@ -43,7 +45,12 @@ Vigil turns alerts into durable incidents on Temporal.
 
 def create_app(settings: Settings | None = None, temporal: Client | None = None) -> FastAPI:
     settings = settings or get_settings()
-    engine = create_db_engine(settings.core.database_url)
+    core = settings.core
+    engine = create_db_engine(
+        core.database_url, lock_timeout_seconds=core.database_lock_timeout_seconds,
+        statement_timeout_seconds=core.database_statement_timeout_seconds,
+        pool_timeout_seconds=core.database_pool_timeout_seconds,
+    )
     crypto.configure(settings.core)
     state = AppState(settings=settings, engine=engine, sessions=session_factory(engine), temporal=temporal)
 
@@ -52,12 +59,16 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         log.info("api started", database=engine.url.render_as_string(hide_password=True),
                  temporal=settings.temporal.address,
                  jira="on" if settings.jira.enabled else "off (VIGIL_JIRA_URL is not set)")
+        if settings.jira.enabled:
+            # In the background: a slow Jira must not delay the start; the result is logged and in /readyz.
+            asyncio.get_running_loop().run_in_executor(None, _app.state.jira_status.get)
         yield
         engine.dispose()
 
     app = FastAPI(title="Vigil", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_body_bytes)
     app.state.vigil = state
+    app.state.jira_status = JiraStatus(settings.jira)
     install_error_handlers(app)
     app.include_router(ingest_router)
     app.include_router(incidents_router)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from sqlalchemy import Engine
 from temporalio.client import Client
 
 from api.main import create_app
@@ -160,3 +161,54 @@ async def test_unauthenticated_bad_body_is_401_not_422(api: httpx.AsyncClient, k
     assert any(d["field"] == "body.event_action" for d in err["details"])
     err = assert_error(await api.post("/api/v1/integrations/alertmanager", json=bad, headers=keys.auth(keys.integration)),
                        422, "validation_error")
+
+
+def with_core(settings: Settings, **changes: object) -> Settings:
+    return settings.model_copy(update={"core": settings.core.model_copy(update=changes)})
+
+
+@contextmanager
+def held_lock(engine: Engine) -> Iterator[None]:
+    """Another connection holds the locks every authenticated or ingesting request needs, until the block ends."""
+    with engine.connect() as conn:
+        conn.begin()  # on SQLite this is BEGIN IMMEDIATE (vigil.db): the write lock, which every transaction takes
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("LOCK TABLE api_keys, integrations IN ACCESS EXCLUSIVE MODE")
+        try:
+            yield
+        finally:
+            conn.rollback()
+
+
+async def test_held_database_lock_is_503_with_retry_after(
+    settings: Settings, keys: Keys, client: Client, engine: Engine
+) -> None:
+    app = create_app(with_core(settings, database_lock_timeout_seconds=0.5), client)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://vigil.test") as http:
+        with held_lock(engine):
+            for method, url, kwargs in (
+                ("GET", "/api/v1/incidents", {"headers": keys.auth(keys.viewer)}),
+                ("POST", "/api/v1/users", {"headers": keys.auth(keys.admin), "json": {"name": "n", "email": "n@x.io"}}),
+                ("POST", "/v2/enqueue", {"json": {"routing_key": keys.integration, "event_action": "resolve",
+                                                  "dedup_key": "d"}}),
+                ("POST", "/api/v1/integrations/alertmanager", {"headers": keys.auth(keys.integration),
+                                                               "json": {"status": "firing", "alerts": []}}),
+            ):
+                resp = await http.request(method, url, **kwargs)
+                assert_error(resp, 503, "database_unavailable")
+                assert int(resp.headers["Retry-After"]) > 0
+        # The lock released, the same calls work again.
+        assert (await http.get("/api/v1/incidents", headers=keys.auth(keys.viewer))).status_code == 200
+
+
+async def test_readyz_answers_while_a_lock_is_held(settings: Settings, keys: Keys, client: Client, engine: Engine) -> None:
+    # A lock timeout far past readyz's deadline: readyz must not wait for it (the client gives up well before).
+    app = create_app(with_core(settings, database_lock_timeout_seconds=20), client)
+    async with serve(app) as url, httpx.AsyncClient(base_url=url, timeout=8) as http:
+        with held_lock(engine):
+            resp = await http.get("/readyz")
+        body = resp.json()
+        if engine.dialect.name == "sqlite":  # every transaction needs the write lock there
+            assert resp.status_code == 503 and body["checks"]["database"].startswith("error: timeout"), body
+        else:  # SELECT 1 needs no table lock on PostgreSQL
+            assert resp.status_code == 200 and body["checks"]["database"] == "ok", body

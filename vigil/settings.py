@@ -29,6 +29,17 @@ class CoreSettings(BaseSettings):
         default=300, ge=0, description="A resolved incident reopens if an alert re-fires within this window."
     )
     public_url: str = Field(default="http://127.0.0.1:8000", description="Base URL of the API, used in links.")
+    database_lock_timeout_seconds: float = Field(
+        default=5.0, gt=0,
+        description="API: how long a query waits for a database lock (SQLite busy timeout, PostgreSQL lock_timeout) "
+        "before the request answers 503 with Retry-After.",
+    )
+    database_statement_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="API, PostgreSQL: longest statement (statement_timeout); past it, 503."
+    )
+    database_pool_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="API: how long a request waits for a free pooled connection; past it, 503."
+    )
     secrets_key: SecretStr | None = Field(
         default=None,
         description="Fernet key(s) encrypting stored secrets (webhook secrets), comma-separated, the first encrypts; "
@@ -177,8 +188,10 @@ class JiraSettings(BaseSettings):
         default={"critical": "Highest", "high": "High", "warning": "Medium", "info": "Low"},
         description="Vigil severity -> Jira priority name (JSON).",
     )
+    # Both defaults follow Jira's simplified workflow (To Do, In Progress, Done; each transition named after
+    # its target status), so the two directions agree; docs/jira.md has the classic workflow's mapping.
     transitions: dict[str, str] = Field(
-        default={"acknowledged": "Start Progress", "resolved": "Resolve Issue", "triggered": "Reopen Issue"},
+        default={"acknowledged": "In Progress", "resolved": "Done", "triggered": "To Do"},
         description="Vigil status -> the Jira transition to apply (JSON).",
     )
     statuses: dict[str, str] = Field(
