@@ -16,6 +16,8 @@ class ReconcileActivities:
     async def redeliver_outbox(self, inp: ReconcileInput) -> ReconcileResult:
         """Deliver every stored-but-undelivered alert to its incident, oldest first."""
         result = await self.delivery.redeliver_outbox(max_incidents=inp.max_incidents)
+        await self.delivery.observe_outbox()
         return ReconcileResult(
-            incidents=result.incidents, delivered=result.delivered, rerouted=result.rerouted, released=result.released
+            incidents=result.incidents, delivered=result.delivered, rerouted=result.rerouted, released=result.released,
+            refused=result.refused, dead_lettered=result.dead_lettered, waiting=result.waiting,
         )

@@ -8,6 +8,7 @@ from typing import TypeVar
 
 from temporalio.client import Client, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
 
 from vigil.settings import TemporalSettings
 
@@ -19,6 +20,19 @@ async def connect(settings: TemporalSettings) -> Client:
 
 
 T = TypeVar("T")
+
+
+# Status codes that mean Temporal (or the way to it) is down or overloaded, not that it refused a request.
+OUTAGE_CODES = frozenset(
+    {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED, RPCStatusCode.RESOURCE_EXHAUSTED}
+)
+
+
+def is_outage(err: BaseException) -> bool:
+    """Temporal could not be reached or did not answer: retry everything later, blame no request."""
+    if isinstance(err, (TemporalUnavailable, WorkflowTimeout)):
+        return True
+    return isinstance(err, RPCError) and err.status in OUTAGE_CODES
 
 
 class TemporalUnavailable(Exception):

@@ -6,15 +6,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, Field
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from api.deps import SessionDep, Viewer
+from api.deps import Admin, SessionDep, Viewer
 from api.errors import ERROR_RESPONSES, ApiError
 from api.incidents.schemas import AlertRead
-from vigil.contracts import parse_incident_number
+from vigil.contracts import Id, Offset, parse_incident_number
+from vigil.ingest import store
 from vigil.models import AlertRow, HeldAlert, Incident
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
@@ -27,6 +28,7 @@ class AlertFilter(StrEnum):
     silenced = "silenced"
     suppressed = "suppressed"
     pending = "pending"
+    dead_letter = "dead_letter"
 
 
 class AlertItem(AlertRead):
@@ -37,6 +39,11 @@ class AlertItem(AlertRead):
     starts_at: datetime | None
     ends_at: datetime | None
     delivered: bool
+    delivery_attempts: int = Field(0, description="Refusals by Temporal so far (outages are not counted).")
+    delivery_error: str | None = Field(None, description="The last refusal.")
+    dead_lettered_at: datetime | None = Field(
+        None, description="Set when the alert was taken out of the outbox after repeated refusals (docs/runbook.md)."
+    )
 
 
 class AlertList(BaseModel):
@@ -55,7 +62,7 @@ def list_alerts(
     group: Annotated[str | None, Query(description="Group key, e.g. service=checkout|alertname=HighErrorRate")] = None,
     incident: Annotated[str | None, Query(description="INC-42 or 42")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Offset, Query()] = 0,
 ) -> AlertList:
     """Newest first (by last seen). `delivered` is false while a change waits in the outbox."""
     number = None
@@ -65,7 +72,7 @@ def list_alerts(
             raise ApiError(422, "validation_error", "incident must look like INC-42 or 42",
                            [{"field": "query.incident", "message": "invalid incident reference", "type": "value_error"}])
     held_only = status in (AlertFilter.silenced, AlertFilter.suppressed, AlertFilter.pending)
-    attached_only = status in (AlertFilter.firing, AlertFilter.resolved) or number is not None
+    attached_only = status in (AlertFilter.firing, AlertFilter.resolved, AlertFilter.dead_letter) or number is not None
     parts: list[tuple[int, list[AlertItem]]] = []
     if not held_only:
         query = _attached(status, fingerprint, group, number)
@@ -79,7 +86,9 @@ def list_alerts(
 
 def _attached(status: AlertFilter | None, fingerprint: str | None, group: str | None, number: int | None) -> Select:
     query = select(AlertRow, Incident.group_key).join(Incident, Incident.number == AlertRow.incident_number)
-    if status is not None:
+    if status == AlertFilter.dead_letter:
+        query = query.where(AlertRow.dead_lettered_at.is_not(None))
+    elif status is not None:
         query = query.where(AlertRow.status == status.value)
     if fingerprint is not None:
         query = query.where(AlertRow.fingerprint == fingerprint)
@@ -110,7 +119,8 @@ def _attached_item(row: AlertRow, group_key: str) -> AlertItem:
     return AlertItem(
         **AlertRead.model_validate(row).model_dump(), id=row.id, disposition="incident",
         incident=f"INC-{row.incident_number}", group_key=group_key, starts_at=row.starts_at, ends_at=row.ends_at,
-        delivered=row.delivered_status == row.status,
+        delivered=row.delivered_status == row.status, delivery_attempts=row.delivery_attempts,
+        delivery_error=row.delivery_error, dead_lettered_at=row.dead_lettered_at,
     )
 
 
@@ -120,3 +130,19 @@ def _held_item(row: HeldAlert, group_key: str) -> AlertItem:
         incident=f"INC-{row.released_to}" if row.released_to else None, group_key=group_key,
         starts_at=row.starts_at, ends_at=row.ends_at, delivered=row.released_to is not None,
     )
+
+
+@router.post(
+    "/{alert_id}/redeliver", response_model=AlertItem, status_code=202,
+    responses={k: ERROR_RESPONSES[k] for k in (401, 403, 404, 409, 422)},
+)
+def redeliver(alert_id: Annotated[Id, Path()], _admin: Admin, session: SessionDep) -> AlertItem:
+    """Put a dead-lettered alert back in the outbox with a fresh count of tries; the reconciler delivers it."""
+    row = store.redeliver_dead_letter(session, alert_id=alert_id)
+    if row is None:
+        if session.get(AlertRow, alert_id) is None:
+            raise ApiError(404, "not_found", f"no alert {alert_id} in an incident")
+        raise ApiError(409, "conflict", f"alert {alert_id} is not dead-lettered")
+    session.commit()
+    group_key = session.get_one(Incident, row.incident_number).group_key
+    return _attached_item(row, group_key)

@@ -5,7 +5,24 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, ValidationError, model_validator
+
+from vigil.ingest.fit import clean_tree
+
+
+class SenderBody(BaseModel):
+    """A body from an alert sender. JSON admits lone UTF-16 surrogates, which UTF-8, pydantic and the
+    database do not: they become U+FFFD before validation, so the alert is kept rather than refused."""
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _clean(cls, data: Any, handler: ModelWrapValidatorHandler[SenderBody]) -> SenderBody:
+        try:
+            return handler(data)
+        except ValidationError as err:  # the hot path stays a plain validation
+            if not any(e["type"] == "string_unicode" for e in err.errors()):
+                raise
+        return handler(clean_tree(data))
 
 
 class PagerDutyPayload(BaseModel):
@@ -21,7 +38,7 @@ class PagerDutyPayload(BaseModel):
     custom_details: dict[str, Any] | str | None = None
 
 
-class PagerDutyEvent(BaseModel):
+class PagerDutyEvent(SenderBody):
     """PagerDuty Events API v2 body; `routing_key` is a Vigil integration key."""
 
     model_config = ConfigDict(extra="allow")
@@ -60,7 +77,7 @@ class AlertmanagerAlert(BaseModel):
     fingerprint: str | None = Field(default=None, max_length=200)
 
 
-class AlertmanagerWebhook(BaseModel):
+class AlertmanagerWebhook(SenderBody):
     """Alertmanager webhook v4 body."""
 
     model_config = ConfigDict(extra="allow")

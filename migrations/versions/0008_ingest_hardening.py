@@ -21,10 +21,12 @@ def upgrade() -> None:
         batch.add_column(sa.Column("delivery_attempts", sa.Integer(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("delivery_error", sa.Text(), nullable=True))
         batch.add_column(sa.Column("dead_lettered_at", sa.DateTime(timezone=True), nullable=True))
+        batch.create_index(batch.f("ix_alerts_dead_lettered_at"), ["dead_lettered_at"])
 
 
 def downgrade() -> None:
     with op.batch_alter_table("alerts") as batch:
+        batch.drop_index(batch.f("ix_alerts_dead_lettered_at"))
         batch.drop_column("dead_lettered_at")
         batch.drop_column("delivery_error")
         batch.drop_column("delivery_attempts")

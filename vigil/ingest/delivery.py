@@ -4,12 +4,14 @@ outbox reconciler, so the two can never disagree on how an alert reaches an inci
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import Counter as Counter_
+from prometheus_client import Gauge
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
@@ -35,19 +37,31 @@ from vigil.contracts import (
     TransitionResult,
     workflow_id,
 )
-from vigil.ingest import holding, store
+from vigil.ingest import fit, holding, store
 from vigil.ingest.store import IntegrationInfo
 from vigil.logging import get_logger
 from vigil.models import Incident, Integration
 from vigil.normalize import alertname
 from vigil.settings import Settings
-from vigil.temporal import bounded
+from vigil.temporal import TemporalUnavailable, WorkflowTimeout, bounded, is_outage
 
 log = get_logger(__name__)
+INTERNAL_KIND = store.INTERNAL_KIND
+OPERATOR_SERVICE = "vigil"
+OPERATOR_ALERTNAME = "VigilNeedsAttention"
 MAX_JOIN_ATTEMPTS = 3
 BACKLOG_TTL = 2.0
+REDELIVERY_CONCURRENCY = 10
 SUPPRESSED = Counter_(
     "vigil_alerts_suppressed_total", "info alerts stored as suppressed under backpressure", ["integration"]
+)
+OUTBOX = Gauge("vigil_outbox_alerts", "stored alerts not yet delivered to their incident's workflow")
+DEAD_LETTER = Gauge("vigil_alerts_dead_letter", "dead-lettered alerts waiting for an operator (docs/runbook.md)")
+REFUSED = Counter_(
+    "vigil_alert_delivery_refusals_total", "alerts Temporal refused for a reason other than an outage", ["integration"]
+)
+DEAD_LETTERED = Counter_(
+    "vigil_alerts_dead_lettered_total", "alerts taken out of the outbox after repeated refusals", ["integration"]
 )
 
 
@@ -63,6 +77,18 @@ class RedeliveryResult:
     delivered: int = 0
     rerouted: int = 0
     released: int = 0
+    refused: int = 0
+    dead_lettered: int = 0
+    waiting: int = 0  # their workflow did not answer in time; tried again next run
+
+
+@dataclass
+class Delivered:
+    """What one delivery of stored alerts did."""
+
+    delivered: int = 0
+    refused: int = 0
+    dead_lettered: int = 0
 
 
 class IncidentClosedError(Exception):
@@ -99,7 +125,8 @@ class Delivery:
         """Group the batch, then store and deliver each group. Stored first: if Temporal is down the
         caller answers 503, and the alerts wait in the outbox for the sender's retry or the reconciler."""
         result = IngestResult()
-        alerts = [integration.rules.apply(a) for a in alerts]
+        # Fitted after routing (a route may set the service) and before anything is stored or grouped.
+        alerts = [fit.fit_alert(integration.rules.apply(a)) for a in alerts]
         if check_holds:
             alerts, promoted = await asyncio.to_thread(self._hold, integration, alerts, result)
         else:
@@ -124,14 +151,105 @@ class Delivery:
             if not upserted.undelivered and not incident.created:
                 return incident.number, upserted.outcomes  # pure repeats: no Temporal round trip
             try:
-                await self._send(integration, incident, upserted.undelivered, lead)
+                done = await self._deliver_stored(integration, incident, upserted.undelivered, lead)
             except IncidentClosedError:
                 log.info("incident closed under us; opening a new one", incident=f"INC-{incident.number}", group_key=key)
                 await asyncio.to_thread(self._release, key, incident.number)
                 continue
-            await asyncio.to_thread(self._mark_delivered, incident.number, upserted.undelivered)
+            if done.refused:  # stored: the reconciler tries again and dead-letters what keeps failing
+                upserted.outcomes["undelivered"] += done.refused
             return incident.number, upserted.outcomes
         raise GroupKeptClosing(f"group {key} kept closing under us")
+
+    async def _deliver_stored(
+        self, integration: IntegrationInfo, incident: store.OpenIncident, alerts: list[Alert], lead: Alert | None = None
+    ) -> Delivered:
+        """Send stored alerts and mark them delivered. A batch Temporal refuses (not an outage) is retried
+        alert by alert, so one alert that cannot be delivered never holds back the others; each refusal is
+        counted against its alert, which is dead-lettered (and the operator paged) past the limit."""
+        done = Delivered()
+        try:
+            await self._send(integration, incident, alerts, lead or _lead(alerts))
+        except (IncidentClosedError, TemporalUnavailable, WorkflowTimeout):
+            raise
+        except Exception as err:  # noqa: BLE001 - whatever else a refusal is, it must not block the outbox
+            if is_outage(err):
+                raise
+            if len(alerts) > 1:
+                log.warning("batch refused; delivering its alerts one by one", incident=f"INC-{incident.number}",
+                            alerts=len(alerts), error=str(err))
+                for alert in alerts:
+                    one = await self._deliver_stored(integration, incident, [alert], alert)
+                    done.delivered += one.delivered
+                    done.refused += one.refused
+                    done.dead_lettered += one.dead_lettered
+                    incident = _started(incident)
+                return done
+            await self._refused(integration, incident, alerts[0], err, done)
+            return done
+        await asyncio.to_thread(self._mark_delivered, incident.number, alerts)
+        done.delivered = len(alerts)
+        return done
+
+    async def _refused(
+        self, integration: IntegrationInfo, incident: store.OpenIncident, alert: Alert, err: Exception, done: Delivered
+    ) -> None:
+        error = f"{type(err).__name__}: {err}"
+        REFUSED.labels(integration=integration.name).inc()
+        log.error("alert refused by Temporal", incident=f"INC-{incident.number}", fingerprint=alert.fingerprint,
+                  integration=integration.name, error=error)
+        dead = await asyncio.to_thread(self._record_refusal, incident.number, alert, error)
+        done.refused += 1
+        for row_id, _ in dead:
+            done.dead_lettered += 1
+            DEAD_LETTERED.labels(integration=integration.name).inc()
+            log.critical("alert dead-lettered", incident=f"INC-{incident.number}", alert_id=row_id,
+                         fingerprint=alert.fingerprint, integration=integration.name, error=error)
+            if integration.kind == INTERNAL_KIND:
+                continue  # the operator's own page could not be delivered: paging about it would loop
+            await self.page_operator(
+                key=f"dead-letter/{row_id}",
+                summary=f"Alert {row_id} for INC-{incident.number} could not be delivered: dead-lettered",
+                details={
+                    "incident": workflow_id(incident.number),
+                    "alert_id": str(row_id),
+                    "fingerprint": alert.fingerprint,
+                    "integration": integration.name,
+                    "error": error,
+                    "runbook": "docs/runbook.md#dead-lettered-alerts",
+                },
+            )
+
+    def _record_refusal(self, number: int, alert: Alert, error: str) -> list[tuple[int, Alert]]:
+        with self.sessions.begin() as session:
+            return store.record_refusal(
+                session, number=number, alerts=[alert], error=error,
+                dead_letter_after=self.settings.ingest.dead_letter_after,
+            )
+
+    # --- paging the operator -----------------------------------------------------------------
+
+    async def page_operator(self, *, key: str, summary: str, details: dict[str, str]) -> int | None:
+        """Raise a problem of Vigil itself as a critical alert of the built-in `vigil` integration, so the
+        operator's on-call is paged by the usual routing (service `vigil`). `key` dedups repeats. Returns the
+        incident number, or None while Temporal is down (the alert is stored; the reconciler delivers it)."""
+        integration = await asyncio.to_thread(self._operator_integration)
+        alert = Alert(
+            fingerprint=f"vigil/{key}", summary=summary, severity=Severity.critical, service=OPERATOR_SERVICE,
+            source="vigil", labels={"alertname": OPERATOR_ALERTNAME, "service": OPERATOR_SERVICE},
+            annotations=details,
+        )
+        try:
+            result = await self.ingest(integration, [alert])
+        except (TemporalUnavailable, WorkflowTimeout, GroupKeptClosing) as err:
+            log.error("operator alert stored; delivery waits for Temporal", key=key, error=str(err))
+            return None
+        log.warning("operator paged", key=key, summary=summary, incidents=result.incidents)
+        return result.incidents[0] if result.incidents else None
+
+    def _operator_integration(self) -> IntegrationInfo:
+        with self.sessions.begin() as session:
+            return IntegrationInfo.of(store.operator_integration(session))
 
     def _hold(
         self, integration: IntegrationInfo, alerts: Sequence[Alert], result: IngestResult
@@ -170,9 +288,10 @@ class Delivery:
     def _store_batch(
         self, key: str, lead: Alert, batch: list[Alert], integration: IntegrationInfo
     ) -> tuple[store.OpenIncident, store.UpsertResult]:
+        # One transaction: a new incident's row is committed with its alerts or not at all, so the outbox
+        # (alerts not yet delivered) always covers an incident whose workflow has not started.
         with self.sessions.begin() as session:
             incident = store.join_or_create(session, key=key, lead=lead, integration=integration)
-        with self.sessions.begin() as session:
             upserted = store.upsert_alerts(session, number=incident.number, alerts=batch, integration=integration)
         return incident, upserted
 
@@ -185,6 +304,14 @@ class Delivery:
             store.mark_delivered(session, number=number, alerts=alerts)
 
     async def _send(
+        self, integration: IntegrationInfo, incident: store.OpenIncident, alerts: list[Alert], lead: Alert
+    ) -> None:
+        """Hand the batch to INC-<n> in chunks that each fit in one Temporal payload."""
+        for chunk in fit.chunks(alerts):
+            await self._send_chunk(integration, incident, chunk, lead)
+            incident = _started(incident)
+
+    async def _send_chunk(
         self, integration: IntegrationInfo, incident: store.OpenIncident, alerts: list[Alert], lead: Alert
     ) -> None:
         """Hand the batch to INC-<n>: a plain start carrying it for a new incident, else update-with-start.
@@ -257,8 +384,8 @@ class Delivery:
             _consume(start)
             raise IncidentClosedError from err
         except RPCError as err:
+            _consume(start)
             if err.status == RPCStatusCode.ALREADY_EXISTS:
-                _consume(start)
                 raise IncidentClosedError from err
             raise
 
@@ -269,26 +396,46 @@ class Delivery:
 
         Runs from a Temporal Schedule, so alerts accepted while Temporal was down reach their incidents
         even if the sender never retries. A second delivery of the same alert is a no-op in the workflow.
+        Each incident is delivered on its own: a refusal is isolated to its alert (and dead-lettered past
+        the limit), and an incident whose workflow does not answer waits for the next run. Only a Temporal
+        outage stops the run, since then every delivery would fail alike.
         """
         result = RedeliveryResult()
         await self._release_silenced(max_incidents, result)
-        for incident, integration in await asyncio.to_thread(self._outbox, max_incidents):
-            alerts = await asyncio.to_thread(self._undelivered, incident.number)
-            if not alerts:
-                continue
-            result.incidents += 1
-            try:
-                await self._send(integration, incident, alerts, _lead(alerts))
-            except IncidentClosedError:
-                # It closed before these arrived: they belong to the group's next incident.
-                await asyncio.to_thread(self._release, incident.group_key, incident.number)
-                await self.ingest(integration, alerts)
-                result.rerouted += len(alerts)
-            else:
-                result.delivered += len(alerts)
-            await asyncio.to_thread(self._mark_delivered, incident.number, alerts)
-            log.info("outbox redelivered", incident=f"INC-{incident.number}", alerts=len(alerts))
+        gate = asyncio.Semaphore(REDELIVERY_CONCURRENCY)
+
+        async def one(incident: store.OpenIncident, integration: IntegrationInfo) -> None:
+            async with gate:
+                await self._redeliver_incident(incident, integration, result)
+
+        await asyncio.gather(*(one(i, integ) for i, integ in await asyncio.to_thread(self._outbox, max_incidents)))
         return result
+
+    async def _redeliver_incident(
+        self, incident: store.OpenIncident, integration: IntegrationInfo, result: RedeliveryResult
+    ) -> None:
+        alerts = await asyncio.to_thread(self._undelivered, incident.number)
+        if not alerts:
+            return
+        result.incidents += 1
+        try:
+            done = await self._deliver_stored(integration, incident, alerts)
+        except IncidentClosedError:
+            # It closed before these arrived: they belong to the group's next incident.
+            await asyncio.to_thread(self._release, incident.group_key, incident.number)
+            await self.ingest(integration, alerts)
+            await asyncio.to_thread(self._mark_delivered, incident.number, alerts)
+            result.rerouted += len(alerts)
+            log.info("outbox rerouted", incident=f"INC-{incident.number}", alerts=len(alerts))
+            return
+        except WorkflowTimeout as err:
+            result.waiting += len(alerts)
+            log.warning("outbox: workflow did not answer; next run", incident=f"INC-{incident.number}", error=str(err))
+            return
+        result.delivered += done.delivered
+        result.refused += done.refused
+        result.dead_lettered += done.dead_lettered
+        log.info("outbox redelivered", incident=f"INC-{incident.number}", alerts=done.delivered, refused=done.refused)
 
     async def _release_silenced(self, limit: int, result: RedeliveryResult) -> None:
         """A silence ended while its alert still fires: the incident opens now."""
@@ -311,6 +458,17 @@ class Delivery:
         with self.sessions.begin() as session:
             holding.mark_released(session, released)
 
+    async def observe_outbox(self) -> store.OutboxCounts:
+        """Set the outbox gauges (the worker's /metrics) from one count."""
+        counts = await asyncio.to_thread(self._outbox_counts)
+        OUTBOX.set(counts.undelivered)
+        DEAD_LETTER.set(counts.dead_lettered)
+        return counts
+
+    def _outbox_counts(self) -> store.OutboxCounts:
+        with self.sessions() as session:
+            return store.outbox_counts(session)
+
     def _outbox(self, limit: int) -> list[tuple[store.OpenIncident, IntegrationInfo]]:
         with self.sessions() as session:
             return [
@@ -331,13 +489,14 @@ class Delivery:
 
     def _undelivered(self, number: int) -> list[Alert]:
         with self.sessions() as session:
-            return store.undelivered(session, number=number)
+            # Fitted again: rows stored before Vigil fitted alerts at the door may still be too large.
+            return [fit.fit_alert(a, keep_fingerprint=True) for a in store.undelivered(session, number=number)]
 
     # --- PagerDuty acknowledge / resolve by dedup key ---------------------------------------
 
     async def resolve_by_dedup_key(self, integration: IntegrationInfo, dedup_key: str) -> int | None:
         """The alert is resolved at its source; the workflow decides about the incident."""
-        found = await asyncio.to_thread(self._resolve_row, integration, dedup_key)
+        found = await asyncio.to_thread(self._resolve_row, integration, fit.fit_fingerprint(dedup_key))
         if found is None:
             return None
         number, alert = found
@@ -364,7 +523,7 @@ class Delivery:
 
     async def acknowledge_by_dedup_key(self, integration: IntegrationInfo, dedup_key: str) -> int | None:
         """Acknowledges the incident holding that alert; a repeat is a no-op."""
-        number = await asyncio.to_thread(self._open_incident_of, integration, dedup_key)
+        number = await asyncio.to_thread(self._open_incident_of, integration, fit.fit_fingerprint(dedup_key))
         if number is None:
             return None
         client = await self.client()
@@ -385,6 +544,11 @@ class Delivery:
         with self.sessions() as session:
             row = store.open_alert(session, integration=integration, fingerprint=dedup_key)
             return row.incident_number if row else None
+
+
+def _started(incident: store.OpenIncident) -> store.OpenIncident:
+    """The same incident once its workflow has been started: later sends go as updates."""
+    return dataclasses.replace(incident, created=False) if incident.created else incident
 
 
 def _consume(start: WithStartWorkflowOperation) -> None:

@@ -7,11 +7,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from vigil.contracts import Alert, AlertStatus, Severity
-from vigil.ingest.store import IntegrationInfo, insert_for, row_to_alert
+from vigil.ingest.store import IntegrationInfo, in_outbox, insert_for, row_to_alert
 from vigil.matchers import Matcher, alert_labels, matches_all
 from vigil.models import AlertRow, HeldAlert, IncidentGroup, Silence, utcnow
 
@@ -43,11 +43,7 @@ def matching_silence(silences: Sequence[tuple[int, list[Matcher]]], alert: Alert
 
 def backlog(session: Session) -> int:
     """Stored alerts not yet delivered to their workflows."""
-    return session.scalar(
-        select(func.count()).select_from(AlertRow).where(
-            or_(AlertRow.delivered_status.is_(None), AlertRow.delivered_status != AlertRow.status)
-        )
-    ) or 0
+    return session.scalar(select(func.count()).select_from(AlertRow).where(in_outbox())) or 0
 
 
 def _already_in_open_incident(

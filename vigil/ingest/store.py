@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+import secrets
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from vigil.contracts import Alert, AlertStatus, IncidentStatus, Severity
+from vigil.ingest.fit import fit_group_key
 from vigil.normalize import group_key
 from vigil.rules import IntegrationRules
 from vigil.models import AlertRow, HeldAlert, Incident, IncidentGroup, Integration, utcnow
@@ -34,13 +37,36 @@ class IntegrationInfo:
         return cls(row.id, row.name, row.kind, row.auto_resolve, row.hold_resolution_seconds, rules)
 
     def group_key(self, alert: Alert) -> str:
-        return group_key(alert, self.rules.group_by)
+        return fit_group_key(group_key(alert, self.rules.group_by))
 
 
 def insert_for(session: Session, model: type):  # noqa: ANN202 - dialect-specific Insert
     """INSERT ... ON CONFLICT for whichever of SQLite or PostgreSQL we are on."""
     dialect = session.get_bind().dialect.name
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
+
+
+INTERNAL_KIND = "internal"
+OPERATOR_INTEGRATION = "vigil (internal)"
+
+
+def operator_integration(session: Session) -> Integration:
+    """The built-in integration Vigil raises its own problems through; created on first use."""
+    row = session.scalar(select(Integration).where(Integration.kind == INTERNAL_KIND).order_by(Integration.id).limit(1))
+    if row is not None:
+        return row
+    # Nobody sends with this key: a random one, never shown.
+    digest = hashlib.sha256(secrets.token_bytes(32)).hexdigest()
+    session.execute(
+        insert_for(session, Integration).values(
+            name=OPERATOR_INTEGRATION, kind=INTERNAL_KIND, prefix="internal", key_hash=digest, auto_resolve=False,
+            hold_resolution_seconds=0, created_at=utcnow(),
+        ).on_conflict_do_nothing(index_elements=["name"])
+    )
+    row = session.scalar(select(Integration).where(Integration.kind == INTERNAL_KIND).order_by(Integration.id).limit(1))
+    if row is None:
+        raise RuntimeError(f"an integration named {OPERATOR_INTEGRATION!r} exists and is not Vigil's own; rename it")
+    return row
 
 
 @dataclass(frozen=True)
@@ -147,12 +173,17 @@ def _upsert_statement(dialect: str):  # noqa: ANN202 - dialect-specific Insert
     ).returning(AlertRow.fingerprint, AlertRow.status, AlertRow.delivered_status, AlertRow.first_seen)
 
 
+def in_outbox() -> ColumnElement[bool]:
+    """Stored, not yet delivered in its current status, and not dead-lettered: what redelivery owes."""
+    return and_(
+        or_(AlertRow.delivered_status.is_(None), AlertRow.delivered_status != AlertRow.status),
+        AlertRow.dead_lettered_at.is_(None),
+    )
+
+
 def undelivered(session: Session, *, number: int) -> list[Alert]:
     """Alerts whose current status has not reached the workflow yet (the outbox)."""
-    query = select(AlertRow).where(
-        AlertRow.incident_number == number,
-        or_(AlertRow.delivered_status.is_(None), AlertRow.delivered_status != AlertRow.status),
-    )
+    query = select(AlertRow).where(AlertRow.incident_number == number, in_outbox())
     return [row_to_alert(r) for r in session.scalars(query.order_by(AlertRow.id))]
 
 
@@ -162,7 +193,7 @@ def outbox_incidents(session: Session, *, limit: int) -> list[int]:
     return list(
         session.scalars(
             select(AlertRow.incident_number)
-            .where(or_(AlertRow.delivered_status.is_(None), AlertRow.delivered_status != AlertRow.status))
+            .where(in_outbox())
             .group_by(AlertRow.incident_number)
             .order_by(oldest)
             .limit(limit)
@@ -183,6 +214,53 @@ def mark_delivered(session: Session, *, number: int, alerts: Sequence[Alert]) ->
             )
             .values(delivered_status=a.status.value)
         )
+
+
+@dataclass(frozen=True)
+class OutboxCounts:
+    undelivered: int
+    dead_lettered: int
+
+
+def outbox_counts(session: Session, *, undelivered: bool = True) -> OutboxCounts:
+    """How many alerts wait in the outbox (a scan: skip it with undelivered=False), and how many were
+    dead-lettered (indexed), waiting for an operator."""
+    waiting = 0
+    if undelivered:
+        waiting = session.scalar(select(func.count()).select_from(AlertRow).where(in_outbox())) or 0
+    dead = session.scalar(
+        select(func.count()).select_from(AlertRow).where(AlertRow.dead_lettered_at.is_not(None))
+    ) or 0
+    return OutboxCounts(waiting, dead)
+
+
+def redeliver_dead_letter(session: Session, *, alert_id: int) -> AlertRow | None:
+    """Put a dead-lettered alert back in the outbox with a fresh count of tries; None if it is not dead."""
+    row = session.get(AlertRow, alert_id, with_for_update=True)
+    if row is None or row.dead_lettered_at is None:
+        return None
+    row.dead_lettered_at, row.delivery_attempts = None, 0
+    return row
+
+
+def record_refusal(
+    session: Session, *, number: int, alerts: Sequence[Alert], error: str, dead_letter_after: int
+) -> list[tuple[int, Alert]]:
+    """Count a refusal against each alert; return (row id, alert) of those it dead-letters now."""
+    dead: list[tuple[int, Alert]] = []
+    for a in sorted(alerts, key=lambda a: a.fingerprint):  # the upsert's lock order
+        row = session.scalar(
+            select(AlertRow).where(AlertRow.incident_number == number, AlertRow.fingerprint == a.fingerprint)
+            .with_for_update()
+        )
+        if row is None or row.dead_lettered_at is not None:
+            continue
+        row.delivery_attempts += 1
+        row.delivery_error = error[:2000]
+        if row.delivery_attempts >= dead_letter_after:
+            row.dead_lettered_at = utcnow()
+            dead.append((row.id, row_to_alert(row)))
+    return dead
 
 
 def release_group(session: Session, *, key: str, number: int) -> None:
