@@ -64,7 +64,7 @@ def bounded(text: str, limit: int) -> str:
 
 
 def as_utc(value: datetime | None) -> datetime | None:
-    """A time without a zone is read as UTC (documented in docs/api.md); others are converted to UTC."""
+    """A time without a zone is read as UTC (README, "What senders may post"); others are converted to UTC."""
     if value is None:
         return None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
