@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
@@ -16,9 +18,11 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.service import RPCError
 
 from api.deps import StateDep
+from vigil.ingest import store
 from vigil.temporal import TemporalUnavailable
 
 router = APIRouter(tags=["health"])
+T = TypeVar("T")
 
 
 @router.get("/healthz")
@@ -34,6 +38,17 @@ def _db_ok(state: StateDep) -> str:
         return "ok"
     except SQLAlchemyError as err:
         return f"error: {type(err).__name__}"
+
+
+def _dead_letter_check(state: StateDep) -> str:
+    try:
+        with state.sessions() as session:
+            dead = store.outbox_counts(session, undelivered=False).dead_lettered
+    except SQLAlchemyError as err:
+        return f"error: {type(err).__name__}"
+    if not dead:
+        return "ok"
+    return f"{dead} alert(s) dead-lettered: GET /api/v1/alerts?status=dead_letter (docs/runbook.md)"
 
 
 async def _temporal_checks(state: StateDep) -> dict[str, str]:
@@ -56,16 +71,36 @@ async def _temporal_checks(state: StateDep) -> dict[str, str]:
     return {"temporal": "ok", "worker": "ok" if described.pollers else "error: no worker polling the task queue"}
 
 
+READY_DEADLINE_SECONDS = 2.5  # docs: /readyz answers within 3 s
+
+
+async def _within(check: Awaitable[T], on_timeout: T) -> T:
+    try:
+        return await asyncio.wait_for(check, READY_DEADLINE_SECONDS)
+    except asyncio.TimeoutError:
+        return on_timeout
+
+
 @router.get("/readyz")
-async def readyz(state: StateDep) -> JSONResponse:
+async def readyz(state: StateDep, request: Request) -> JSONResponse:
     """200 when the database and Temporal answer; 503 with the failing check otherwise.
 
     `worker` is reported but does not gate readiness: without a worker the API still stores alerts
     (and answers 503 so senders retry), which is the right behaviour during a worker deploy.
     """
-    checks = {"database": await asyncio.to_thread(_db_ok, state), **await _temporal_checks(state)}
+    # Concurrent and bounded, so a held database lock or a hung Temporal still gets an answer within 3 s.
+    database, dead_letter, temporal = await asyncio.gather(
+        _within(asyncio.to_thread(_db_ok, state), "error: timeout (database locked or slow)"),
+        _within(asyncio.to_thread(_dead_letter_check, state), "unknown (timeout)"),
+        _within(_temporal_checks(state), {"temporal": "error: timeout", "worker": "unknown"}),
+    )
+    checks = {"database": database, **temporal}
     # Informational, like `worker`: Jira sync is optional and never gates readiness.
-    checks["jira"] = "on" if state.settings.jira.enabled else "off (VIGIL_JIRA_URL is not set)"
+    jira_status = request.app.state.jira_status
+    checks["jira"] = await _within(asyncio.to_thread(jira_status.get), jira_status.cached())
+    # Informational too: dead-lettered alerts need an operator, but the pager itself still works.
+    if checks["database"] == "ok":
+        checks["dead_letter"] = dead_letter
     ok = checks["database"] == "ok" and checks["temporal"] == "ok"
     return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
 

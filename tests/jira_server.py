@@ -57,10 +57,20 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
 
+# Jira's simplified workflow (the default of new projects): every status can move to every other, and each
+# transition is named after the status it leads to. docs/jira.md documents Vigil's defaults against it.
 DEFAULT_WORKFLOW: dict[str, dict[str, str]] = {
-    "To Do": {"Start Progress": "In Progress", "Resolve Issue": "Done"},
-    "In Progress": {"Stop Progress": "To Do", "Resolve Issue": "Done"},
-    "Done": {"Reopen Issue": "To Do"},
+    "To Do": {"In Progress": "In Progress", "Done": "Done"},
+    "In Progress": {"To Do": "To Do", "Done": "Done"},
+    "Done": {"To Do": "To Do", "In Progress": "In Progress"},
+}
+# Jira's classic default workflow ("jira"), for tests of other mappings.
+CLASSIC_WORKFLOW: dict[str, dict[str, str]] = {
+    "Open": {"Start Progress": "In Progress", "Resolve Issue": "Resolved", "Close Issue": "Closed"},
+    "In Progress": {"Stop Progress": "Open", "Resolve Issue": "Resolved", "Close Issue": "Closed"},
+    "Resolved": {"Reopen Issue": "Reopened", "Close Issue": "Closed"},
+    "Reopened": {"Start Progress": "In Progress", "Resolve Issue": "Resolved", "Close Issue": "Closed"},
+    "Closed": {"Reopen Issue": "Reopened"},
 }
 CATEGORIES = {
     "new": {"id": 2, "key": "new", "colorName": "blue-gray", "name": "To Do"},
@@ -851,6 +861,13 @@ class JiraServer:
             raise ApiError(404, f"No project could be found with key '{key}'.")
         return 200, self._project_json(found) | {"issueTypes": [self._type_json(n) for n in self.issue_types]}
 
+    def _project_statuses(self, user: JiraUser | None, key: str, *, query: dict, body: Any) -> tuple[int, Any]:
+        self._need(user)
+        if key not in self.projects:
+            raise ApiError(404, f"No project could be found with key '{key}'.")
+        names = dict.fromkeys(n for src, out in self.workflow.items() for n in (src, *out.values()))
+        return 200, [self._type_json(t) | {"statuses": [self._status_json(n) for n in names]} for t in self.issue_types]
+
     def _user_search(self, user: JiraUser | None, *, query: dict, body: Any) -> tuple[int, Any]:
         if self.cloud and "username" in query:
             raise ApiError(400, "The query parameter 'username' is not supported in GDPR strict mode.")
@@ -1030,6 +1047,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], _Endpoint]] = [
         ("GET", "/issuetype", JiraServer._issue_types),
         ("GET", "/priority", JiraServer._priority_list),
         ("GET", f"/project/{_K}", JiraServer._project),
+        ("GET", f"/project/{_K}/statuses", JiraServer._project_statuses),
         ("GET", "/user/search", JiraServer._user_search),
         ("POST", "/issue", JiraServer._create_issue),
         ("GET", f"/issue/{_K}", JiraServer._get_issue),

@@ -105,17 +105,19 @@ def test_comments_and_transitions_by_id_and_by_name(jira_server: JiraServer, cli
     assert comment.body == "Vigil: acknowledged by Rita"
     assert comment.author.accountId == jira_server.user.account_id
     assert [c.body for c in client.comments(key)] == ["Vigil: acknowledged by Rita"]
+    # The simplified workflow: every other status, each transition named after its target.
     assert {t["name"]: t["to"]["name"] for t in client.transitions(key)} == {
-        "Start Progress": "In Progress", "Resolve Issue": "Done"}
-    start = client.find_transitionid_by_name(key, "Start Progress")
+        "In Progress": "In Progress", "Done": "Done"}
+    start = client.find_transitionid_by_name(key, "In Progress")
+    done = client.find_transitionid_by_name(key, "Done")
     client.transition_issue(key, start)
-    client.transition_issue(key, "Resolve Issue", comment="Resolved in Vigil")
+    client.transition_issue(key, "Done", comment="Resolved in Vigil")
     issue = client.issue(key)
     assert (issue.fields.status.name, issue.fields.resolution.name) == ("Done", "Done")
     assert [c["body"] for c in jira_server.comments(key)][-1] == "Resolved in Vigil"
     assert [(t["name"], t["from"], t["to"]) for t in jira_server.transitions_applied(key)] == [
-        ("Start Progress", "To Do", "In Progress"), ("Resolve Issue", "In Progress", "Done")]
-    bad = error(lambda: client.transition_issue(key, start))  # not available from Done
+        ("In Progress", "To Do", "In Progress"), ("Done", "In Progress", "Done")]
+    bad = error(lambda: client.transition_issue(key, done))  # not available from Done itself
     assert bad.status_code == 400 and "is not valid for this issue" in bad.text
     assert "Invalid transition name" in error(lambda: client.transition_issue(key, "Teleport")).text
 
@@ -338,7 +340,7 @@ def test_human_changes_return_jira_webhook_bodies(jira_server: JiraServer, clien
 
 def test_api_changes_are_recorded_as_echo_webhooks(jira_server: JiraServer, client: JIRA) -> None:
     key = create(client).key
-    client.transition_issue(key, "Start Progress")
+    client.transition_issue(key, "In Progress")
     echo = jira_server.webhooks[-1]
     assert echo["user"]["accountId"] == jira_server.user.account_id and echo["issue"]["key"] == key
     assert jira_server.integration.comment(key, "built directly")["comment"]["author"]["accountId"] == (

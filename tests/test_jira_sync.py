@@ -60,7 +60,7 @@ async def test_incident_round_trip_to_jira(
                            json={"note": "looking"})).status_code == 200
     assert (await api.post(f"/api/v1/incidents/INC-{number}/resolve", headers=headers,
                            json={"resolution": "rolled back"})).status_code == 200
-    await eventually(lambda: [t["name"] for t in jira_server.transitions_applied(key)] == ["Start Progress", "Resolve Issue"])
+    await eventually(lambda: [t["name"] for t in jira_server.transitions_applied(key)] == ["In Progress", "Done"])
     await eventually(lambda: len(jira_server.comments(key)) == 2)
     bodies = [c["body"] for c in jira_server.comments(key)]
     assert "looking" in bodies[0] and "rolled back" in bodies[1]
@@ -168,7 +168,7 @@ async def test_jira_down_never_delays_the_incident_and_catches_up_in_order(
     sync = client.get_workflow_handle(jira_workflow_id(number))
     await skipper.fast_forward(sync, timedelta(minutes=6))  # past the capped backoff (5 min)
     key = await eventually(lambda: linked(handle_of(client, number)), timeout=20)
-    await eventually(lambda: [t["name"] for t in jira_server.transitions_applied(key)] == ["Start Progress", "Resolve Issue"],
+    await eventually(lambda: [t["name"] for t in jira_server.transitions_applied(key)] == ["In Progress", "Done"],
                      timeout=20)
     assert jira_server.created_count == 1
     assert "fixed" in jira_server.comments(key)[-1]["body"]

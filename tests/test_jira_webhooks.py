@@ -200,7 +200,7 @@ async def test_unknown_issues_and_unmapped_statuses_are_accepted_and_logged(
 ) -> None:
     number, key = await incident_with_issue(api, keys, client, "unmapped")
     jira_server.workflow["To Do"]["Triage"] = "Triage"
-    jira_server.workflow["Triage"] = {"Start Progress": "In Progress"}
+    jira_server.workflow["Triage"] = {"In Progress": "In Progress"}
     unmapped = await deliver(api, jira_server.human_transition(key, "Triage"))
     assert unmapped["status"] == "ignored" and "not mapped" in unmapped["detail"]
     other = jira_server.human_comment(key, "hello")
