@@ -181,7 +181,8 @@ def _principal(request: Request) -> Principal:
         with state.sessions() as session:
             principal = authenticate(session, creds)
     except ApiError as err:
-        if err.status == 401:
+        # Only a key that was tried and is wrong counts: a request without one guesses nothing.
+        if err.status == 401 and creds is not None:
             state.auth_limiter.failed(client)
         raise
     request.scope[_PRINCIPAL] = principal
