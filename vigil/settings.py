@@ -46,7 +46,7 @@ class CoreSettings(BaseSettings):
         "unset: generated in data_dir/secrets-key. API and worker must share it.",
     )
     private_url_allowlist: list[IPvAnyNetwork] = Field(
-        default_factory=list,
+        default=[],
         description="Networks (JSON list of CIDRs) that webhook and provider URLs may resolve to although they are "
         "loopback, link-local or private; empty: only public addresses. `make run` allows 127.0.0.0/8 and ::1.",
     )
