@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -63,6 +64,16 @@ def database_busy(path: str, exc: Exception) -> JSONResponse:
                           headers={"Retry-After": "5"})
 
 
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def allowed_methods(req: Request) -> list[str]:
+    """Every method some route answers on this path: Starlette's 405 names only the first route that matched the
+    path, and FastAPI registers one route per method."""
+    routes = req.app.router.routes
+    return [m for m in METHODS if any(r.matches({**req.scope, "method": m})[0] is Match.FULL for r in routes)]
+
+
 def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     return [
         {"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"], "type": err["type"]}
@@ -80,10 +91,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(422, "validation_error", "request validation failed", _validation_details(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(req: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = STATUS_CODES.get(exc.status_code, "error")
         details = getattr(exc, "details", None)  # api.limits' 413 names the limit
-        return error_response(exc.status_code, code, str(exc.detail), details, getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(req))}
+        return error_response(exc.status_code, code, str(exc.detail), details, headers)
 
     @app.exception_handler(TemporalUnavailable)
     async def _temporal_unavailable(_req: Request, exc: TemporalUnavailable) -> JSONResponse:

@@ -212,3 +212,22 @@ async def test_readyz_answers_while_a_lock_is_held(settings: Settings, keys: Key
             assert resp.status_code == 503 and body["checks"]["database"].startswith("error: timeout"), body
         else:  # SELECT 1 needs no table lock on PostgreSQL
             assert resp.status_code == 200 and body["checks"]["database"] == "ok", body
+
+
+async def test_405_names_every_allowed_method(api: httpx.AsyncClient, keys: Keys) -> None:
+    admin = keys.auth(keys.admin)
+    for method, url, allowed in (
+        ("POST", "/api/v1/users/1", "GET, PATCH, DELETE"),
+        ("PUT", "/api/v1/users", "GET, POST"),
+        ("PATCH", "/api/v1/integrations/alertmanager", "POST"),  # not PATCH /integrations/{integration_id}
+        ("DELETE", "/api/v1/incidents/INC-1", "GET"),
+        ("GET", "/ack/some-token", None),
+        ("PUT", "/ack/some-token", "GET, POST"),
+        ("POST", "/metrics", "GET"),
+    ):
+        resp = await api.request(method, url, headers=admin)
+        if allowed is None:
+            assert resp.status_code != 405
+            continue
+        assert_error(resp, 405, "method_not_allowed")
+        assert resp.headers["Allow"] == allowed, (method, url, resp.headers["Allow"])

@@ -133,7 +133,7 @@ def _held_item(row: HeldAlert, group_key: str) -> AlertItem:
 
 
 @router.post(
-    "/{alert_id}/redeliver", response_model=AlertItem, status_code=202,
+    "/{alert_id:int}/redeliver", response_model=AlertItem, status_code=202,
     responses={k: ERROR_RESPONSES[k] for k in (401, 403, 404, 409, 422)},
 )
 def redeliver(alert_id: Annotated[Id, Path()], _admin: Admin, session: SessionDep) -> AlertItem:

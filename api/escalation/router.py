@@ -74,24 +74,24 @@ def list_policies(_user: Admin, session: SessionDep) -> list[PolicyRead]:
     return [service.policy_read(session, r) for r in rows]
 
 
-@policies.get("/{policy_id}", response_model=PolicyRead, responses=ADMIN_ERRORS)
+@policies.get("/{policy_id:int}", response_model=PolicyRead, responses=ADMIN_ERRORS)
 def get_policy(policy_id: Id, _user: Admin, session: SessionDep) -> PolicyRead:
     return service.policy_read(session, get_or_404(session, EscalationPolicyRow, policy_id, "escalation policy"))
 
 
-@policies.patch("/{policy_id}", response_model=PolicyRead, responses=ADMIN_ERRORS)
+@policies.patch("/{policy_id:int}", response_model=PolicyRead, responses=ADMIN_ERRORS)
 def update_policy(policy_id: Id, body: PolicyUpdate, _user: Admin, session: SessionDep) -> PolicyRead:
     """Applies to incidents opened from now on; running ones keep the policy they froze."""
     return service.policy_read(session, service.update_policy(session=session, policy_id=policy_id, body=body))
 
 
-@policies.delete("/{policy_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ADMIN_ERRORS)
+@policies.delete("/{policy_id:int}", status_code=status.HTTP_204_NO_CONTENT, responses=ADMIN_ERRORS)
 def delete_policy(policy_id: Id, _user: Admin, session: SessionDep) -> None:
     """409 naming the escalation routes that still pick the policy."""
     service.delete_policy(session=session, policy_id=policy_id)
 
 
-@policies.post("/{policy_id}/preview", response_model=Preview, responses=ADMIN_ERRORS)
+@policies.post("/{policy_id:int}/preview", response_model=Preview, responses=ADMIN_ERRORS)
 def preview_policy(policy_id: Id, body: PreviewRequest, _user: Admin, session: SessionDep) -> Preview:
     """Every page the policy would send from `start` if nobody acknowledges, with addresses: targets are
     resolved at each step's own time, so a schedule handing off mid-ladder shows the new person."""

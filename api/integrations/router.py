@@ -77,7 +77,7 @@ def list_all(_user: Admin, session: SessionDep) -> list[IntegrationRead]:
     return [IntegrationRead.model_validate(r) for r in session.scalars(select(Integration).order_by(Integration.id))]
 
 
-@router.put("/{integration_id}/rules", response_model=IntegrationRead, responses=ADMIN_ERRORS)
+@router.put("/{integration_id:int}/rules", response_model=IntegrationRead, responses=ADMIN_ERRORS)
 def put_rules(integration_id: Id, body: IntegrationRules, _user: Admin, session: SessionDep) -> IntegrationRead:
     """Routing (label matchers -> service), `group_by` labels and severity map. Applies to alerts received
     from now on; open incidents keep their group key."""
@@ -94,7 +94,7 @@ def _get(session: Session, integration_id: Id) -> Integration:
     return row
 
 
-@router.patch("/{integration_id}", response_model=IntegrationRead, responses=ADMIN_ERRORS)
+@router.patch("/{integration_id:int}", response_model=IntegrationRead, responses=ADMIN_ERRORS)
 def update(integration_id: Id, body: IntegrationSettings, _user: Admin, session: SessionDep) -> IntegrationRead:
     """Applies to incidents opened from now on; running incidents keep what they started with."""
     row = _get(session, integration_id)

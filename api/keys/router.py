@@ -43,24 +43,24 @@ def create_own_key(body: KeyCreate, user: Viewer, session: SessionDep, request: 
     return service.create_key(session=session, user_id=user.user_id, body=body, client=_client(request), **_who(user))
 
 
-@own.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ERRORS)
+@own.delete("/{key_id:int}", status_code=status.HTTP_204_NO_CONTENT, responses=ERRORS)
 def revoke_own_key(key_id: Id, user: Viewer, session: SessionDep, request: Request) -> None:
     """Revoke one of your keys (this one included); it gets 401 from now on."""
     service.revoke_key(session=session, user_id=user.user_id, key_id=key_id, client=_client(request), **_who(user))
 
 
-@users.get("/{user_id}/keys", response_model=list[KeyRead], responses=ADMIN_ERRORS)
+@users.get("/{user_id:int}/keys", response_model=list[KeyRead], responses=ADMIN_ERRORS)
 def list_user_keys(user_id: Id, _user: Admin, session: SessionDep) -> list[KeyRead]:
     return service.list_keys(session=session, user_id=user_id)
 
 
-@users.post("/{user_id}/keys", status_code=status.HTTP_201_CREATED, response_model=KeyCreated, responses=ADMIN_ERRORS)
+@users.post("/{user_id:int}/keys", status_code=status.HTTP_201_CREATED, response_model=KeyCreated, responses=ADMIN_ERRORS)
 def create_user_key(user_id: Id, body: KeyCreate, user: Admin, session: SessionDep, request: Request) -> KeyCreated:
     """A key for the user (with the user's role); `key` is shown only in this response."""
     return service.create_key(session=session, user_id=user_id, body=body, client=_client(request), **_who(user))
 
 
-@users.delete("/{user_id}/keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ADMIN_ERRORS)
+@users.delete("/{user_id:int}/keys/{key_id:int}", status_code=status.HTTP_204_NO_CONTENT, responses=ADMIN_ERRORS)
 def revoke_user_key(user_id: Id, key_id: Id, user: Admin, session: SessionDep, request: Request) -> None:
     """409 for the last usable key of the admins."""
     service.revoke_key(session=session, user_id=user_id, key_id=key_id, client=_client(request), **_who(user))

@@ -27,18 +27,18 @@ def list_users(_user: Admin, session: SessionDep) -> list[UserRead]:
     return [UserRead.model_validate(r) for r in session.scalars(select(User).order_by(User.id))]
 
 
-@users.get("/{user_id}", response_model=UserRead, responses=ADMIN_ERRORS)
+@users.get("/{user_id:int}", response_model=UserRead, responses=ADMIN_ERRORS)
 def get_user(user_id: Id, _user: Admin, session: SessionDep) -> UserRead:
     return UserRead.model_validate(get_or_404(session, User, user_id, "user"))
 
 
-@users.patch("/{user_id}", response_model=UserRead, responses=ADMIN_ERRORS)
+@users.patch("/{user_id:int}", response_model=UserRead, responses=ADMIN_ERRORS)
 def update_user(user_id: Id, body: UserUpdate, _user: Admin, session: SessionDep) -> UserRead:
     """Running incidents page the user's current addresses: they are looked up when each step runs."""
     return UserRead.model_validate(service.update_user(session=session, user_id=user_id, body=body))
 
 
-@users.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ADMIN_ERRORS)
+@users.delete("/{user_id:int}", status_code=status.HTTP_204_NO_CONTENT, responses=ADMIN_ERRORS)
 def delete_user(user_id: Id, user: Admin, session: SessionDep) -> None:
     """409 naming every policy, group, schedule and current override that still refers to the user."""
     service.delete_user(session=session, user_id=user_id, caller_id=user.user_id)
@@ -55,17 +55,17 @@ def list_groups(_user: Admin, session: SessionDep) -> list[GroupRead]:
     return [service.group_read(r) for r in session.scalars(select(ContactGroup).order_by(ContactGroup.id))]
 
 
-@groups.get("/{group_id}", response_model=GroupRead, responses=ADMIN_ERRORS)
+@groups.get("/{group_id:int}", response_model=GroupRead, responses=ADMIN_ERRORS)
 def get_group(group_id: Id, _user: Admin, session: SessionDep) -> GroupRead:
     return service.group_read(get_or_404(session, ContactGroup, group_id, "contact group"))
 
 
-@groups.patch("/{group_id}", response_model=GroupRead, responses=ADMIN_ERRORS)
+@groups.patch("/{group_id:int}", response_model=GroupRead, responses=ADMIN_ERRORS)
 def update_group(group_id: Id, body: GroupUpdate, _user: Admin, session: SessionDep) -> GroupRead:
     return service.group_read(service.update_group(session=session, group_id=group_id, body=body))
 
 
-@groups.delete("/{group_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ADMIN_ERRORS)
+@groups.delete("/{group_id:int}", status_code=status.HTTP_204_NO_CONTENT, responses=ADMIN_ERRORS)
 def delete_group(group_id: Id, _user: Admin, session: SessionDep) -> None:
     """409 naming the escalation policies that still target the group."""
     service.delete_group(session=session, group_id=group_id)

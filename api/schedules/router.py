@@ -30,43 +30,43 @@ def list_schedules(_user: Admin, session: SessionDep) -> list[ScheduleRead]:
     return [service.schedule_read(r) for r in session.scalars(select(Schedule).order_by(Schedule.id))]
 
 
-@router.get("/{schedule_id}", response_model=ScheduleRead, responses=ADMIN_ERRORS)
+@router.get("/{schedule_id:int}", response_model=ScheduleRead, responses=ADMIN_ERRORS)
 def get_schedule(schedule_id: Id, _user: Admin, session: SessionDep) -> ScheduleRead:
     return service.schedule_read(get_or_404(session, Schedule, schedule_id, "schedule"))
 
 
-@router.patch("/{schedule_id}", response_model=ScheduleRead, responses=ADMIN_ERRORS)
+@router.patch("/{schedule_id:int}", response_model=ScheduleRead, responses=ADMIN_ERRORS)
 def update_schedule(schedule_id: Id, body: ScheduleUpdate, _user: Admin, session: SessionDep) -> ScheduleRead:
     """Takes effect at once, running incidents included: on-call is looked up when each step runs."""
     return service.schedule_read(service.update_schedule(session=session, schedule_id=schedule_id, body=body))
 
 
-@router.delete("/{schedule_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ADMIN_ERRORS)
+@router.delete("/{schedule_id:int}", status_code=status.HTTP_204_NO_CONTENT, responses=ADMIN_ERRORS)
 def delete_schedule(schedule_id: Id, _user: Admin, session: SessionDep) -> None:
     """409 naming the escalation policies that still target the schedule; its overrides go with it."""
     service.delete_schedule(session=session, schedule_id=schedule_id)
 
 
-@router.post("/{schedule_id}/overrides", status_code=status.HTTP_201_CREATED, response_model=OverrideRead,
+@router.post("/{schedule_id:int}/overrides", status_code=status.HTTP_201_CREATED, response_model=OverrideRead,
              responses=ADMIN_ERRORS)
 def create_override(schedule_id: Id, body: OverrideCreate, _user: Admin, session: SessionDep) -> OverrideRead:
     """`user_id` is on call from `starts_at` until `ends_at` (exclusive); the newest override wins an overlap."""
     return service.override_read(service.create_override(session=session, schedule_id=schedule_id, body=body))
 
 
-@router.get("/{schedule_id}/overrides", response_model=list[OverrideRead], responses=ADMIN_ERRORS)
+@router.get("/{schedule_id:int}/overrides", response_model=list[OverrideRead], responses=ADMIN_ERRORS)
 def list_overrides(schedule_id: Id, _user: Admin, session: SessionDep) -> list[OverrideRead]:
     """By start."""
     return [service.override_read(r) for r in service.list_overrides(session=session, schedule_id=schedule_id)]
 
 
-@router.delete("/{schedule_id}/overrides/{override_id}", status_code=status.HTTP_204_NO_CONTENT,
+@router.delete("/{schedule_id:int}/overrides/{override_id:int}", status_code=status.HTTP_204_NO_CONTENT,
                responses=ADMIN_ERRORS)
 def delete_override(schedule_id: Id, override_id: Id, _user: Admin, session: SessionDep) -> None:
     service.delete_override(session=session, schedule_id=schedule_id, override_id=override_id)
 
 
-@router.get("/{schedule_id}/oncall", response_model=OnCallRead,
+@router.get("/{schedule_id:int}/oncall", response_model=OnCallRead,
             responses={k: ERROR_RESPONSES[k] for k in (401, 403, 404, 422)})
 def oncall(
     schedule_id: Id, _user: Viewer, session: SessionDep,

@@ -80,7 +80,7 @@ def list_silences(
     return [_read(r) for r in session.scalars(query.limit(500))]
 
 
-@router.delete("/{silence_id}", response_model=SilenceRead, responses={k: ERROR_RESPONSES[k] for k in (401, 403, 404)})
+@router.delete("/{silence_id:int}", response_model=SilenceRead, responses={k: ERROR_RESPONSES[k] for k in (401, 403, 404)})
 def expire_silence(silence_id: Id, _user: Admin, session: SessionDep) -> SilenceRead:
     """End the silence now; alerts it held that still fire open their incidents at the next reconcile."""
     row = session.get(Silence, silence_id)
