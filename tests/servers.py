@@ -61,6 +61,8 @@ def worker_env(client: Client, settings: Settings) -> dict[str, str]:
         "VIGIL_WORKER_METRICS_PORT": "0",
         "VIGIL_WORKER_GRACEFUL_SHUTDOWN_SECONDS": "5",
         "VIGIL_LOG_FORMAT": "json",
+        # The test receivers (SMTP, middleware) listen on loopback, as the suite's own settings allow.
+        "VIGIL_PRIVATE_URL_ALLOWLIST": json.dumps([str(n) for n in settings.core.private_url_allowlist]),
     }
     p = settings.providers
     for name, value in (("SMS_URL", p.sms_url), ("IVR_URL", p.ivr_url), ("NAME", p.name)):

@@ -1,4 +1,5 @@
-"""Crash safety of the escalation ladder: a worker SIGKILLed mid-send, and Temporal restarted mid-ladder.
+"""Crash safety of the escalation ladder: a worker SIGKILLed mid-send (one page, and a storm of 50 emails with
+two kills), and Temporal restarted mid-ladder.
 
 Each remaining rung pages exactly once: the provider server (tests/provider_server.py) counts what it
 placed per idempotency key, and real SMTP counts the emails.
@@ -9,31 +10,37 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
 import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import TimeSkipper, TimeSkippingConfig
 
 from api.main import create_app
-from tests.conftest import Inbox, Keys
+from tests.conftest import Inbox, Keys, free_port
 from tests.flows import attempts, handle_of, trigger
 from tests.helpers import eventually
 from tests.provider_server import ProviderServer
-from tests.servers import RestartableServer, worker_process
+from tests.servers import RestartableServer, WorkerProcess, worker_process
 from vigil.contracts import DeliveryStatus, IncidentState
-from vigil.settings import Settings
+from vigil.models import NotificationAttempt
+from vigil.settings import Settings, SmtpSettings
 from worker import build_worker
 from workflows.incident import IncidentWorkflow
-from workflows.ladder import NOTIFY_RETRY, NOTIFY_TIMEOUT
+from workflows.ladder import NOTIFY_HEARTBEAT, NOTIFY_RETRY
 
 STEP = timedelta(minutes=5, seconds=1)
 PHONE = "+15550100100"  # the default ladder's on-call phone
+CALLBACKS = "/api/v1/providers/middleware/callbacks"
 
 
 @pytest.fixture
@@ -63,9 +70,9 @@ def emailed(inbox: Inbox, number: int) -> list[str]:
 
 
 async def delivered(handle: WorkflowHandle, key: str) -> bool:
-    """The workflow has heard back from the activity that sent `key`."""
+    """The workflow has heard back from the activity that sent `key` (or already from the provider's receipt)."""
     d = (await handle.query(IncidentWorkflow.state)).deliveries.get(key)
-    return d is not None and d.status == DeliveryStatus.sent
+    return d is not None and d.status in (DeliveryStatus.sent, DeliveryStatus.delivered)
 
 
 @pytest.fixture
@@ -96,16 +103,24 @@ async def test_worker_killed_mid_send_pages_every_remaining_step_exactly_once(
         assert await asyncio.to_thread(first.proc.wait, 10) == -signal.SIGKILL
     provider.release()
     assert provider.sends_by_key() == {key["sms"]: 1}
+    # The handset got it; the provider's receipt reaches the only row there is yet, the killed attempt's.
+    [sms] = provider.sent
+    resp = await provider.callback(CALLBACKS, {
+        "event_id": "killed-1", "type": "delivered", "message_id": sms.message_id, "idempotency_key": key["sms"],
+    }, client=api)
+    assert resp.status_code == 200, resp.text
 
     with worker_process(client, settings, tmp_path / "new.log") as second:
         await eventually(lambda: "worker started" in second.events(), timeout=30)
-        # Nobody reports the lost attempt: Temporal retries it once its start-to-close timeout has passed, in
-        # real time, since time skipping waits while an activity is running.
-        retry_deadline = (NOTIFY_TIMEOUT + NOTIFY_RETRY.maximum_interval).total_seconds() + 30
+        # Nobody reports the lost attempt: its heartbeats stop, and Temporal retries it after the heartbeat
+        # timeout, in real time (time skipping waits while an activity is running).
+        retry_deadline = (NOTIFY_HEARTBEAT + NOTIFY_RETRY.maximum_interval).total_seconds() + 30
         await eventually(lambda: delivered(handle, key["sms"]), timeout=retry_deadline)
+        # The killed attempt is closed as lost, and the receipt is on the attempt recorded as sent.
         assert log_of(sessions, number) == [
-            (key["email"], 1, "sent"), (key["sms"], 1, "sending"), (key["sms"], 2, "sent"),
+            (key["email"], 1, "sent"), (key["sms"], 1, "lost"), (key["sms"], 2, "sent"),
         ]
+        assert [a.receipt for a in attempts(sessions, number)] == [None, None, "delivered"]
 
         await skipper.fast_forward(handle, STEP)
         await eventually(lambda: provider.sends_by_key()[key["ivr"]] == 1)
@@ -116,9 +131,8 @@ async def test_worker_killed_mid_send_pages_every_remaining_step_exactly_once(
         assert provider.sends_by_key() == {key["sms"]: 1, key["ivr"]: 1}
         assert provider.key_counts() == {key["sms"]: 2, key["ivr"]: 1}
         assert emailed(inbox, number) == [key["email"], key["manager"]]
-        # The killed attempt stays `sending` on the log: it was never heard back from.
         assert log_of(sessions, number) == [
-            (key["email"], 1, "sent"), (key["sms"], 1, "sending"), (key["sms"], 2, "sent"),
+            (key["email"], 1, "sent"), (key["sms"], 1, "lost"), (key["sms"], 2, "sent"),
             (key["ivr"], 1, "sent"), (key["manager"], 1, "sent"),
         ]
         state = await handle.query(IncidentWorkflow.state)
@@ -178,3 +192,124 @@ async def test_temporal_restarted_mid_ladder_resumes_it_exactly_once(
             assert statuses == dict.fromkeys(key.values(), DeliveryStatus.sent)
             assert after.status == "triggered" and after.ladder_step == 4, after
             assert "ladder exhausted" in (after.current_step or ""), after.current_step
+
+
+class Relay:
+    """A real SMTP server that keeps every message as soon as its data arrives; while held, it withholds the
+    250 answer, so a worker killed then has handed the message over without hearing that it was accepted."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._open: asyncio.Event | None = None
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001
+        self.messages.append(message_from_bytes(envelope.original_content or envelope.content, policy=policy.default))
+        if self._open is None:
+            self._open = asyncio.Event()
+            self._open.set()
+        await self._open.wait()
+        return "250 OK"
+
+    def _set(self, open_: bool) -> None:
+        def apply() -> None:
+            if self._open is None:
+                self._open = asyncio.Event()
+            self._open.set() if open_ else self._open.clear()
+
+        assert self.loop is not None
+        self.loop.call_soon_threadsafe(apply)
+
+    def hold(self) -> None:
+        self._set(False)
+
+    def release(self) -> None:
+        self._set(True)
+
+    def message_ids(self) -> dict[str, list[str]]:
+        """Idempotency key -> the Message-ID of every copy that arrived."""
+        ids: dict[str, list[str]] = {}
+        for m in list(self.messages):
+            ids.setdefault(m["X-Vigil-Idempotency-Key"], []).append(m["Message-ID"])
+        return ids
+
+
+@pytest.fixture
+def relay() -> Iterator[tuple[Relay, int]]:
+    relay = Relay()
+    controller = Controller(relay, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    relay.loop = controller.loop
+    yield relay, controller.port
+    relay.release()
+    controller.stop()
+
+
+def sent_keys(sessions: sessionmaker[Session], numbers: list[int]) -> set[str]:
+    """Keys of the pages recorded as sent on the notification log."""
+    with sessions() as session:
+        return set(session.scalars(select(NotificationAttempt.idempotency_key).where(
+            NotificationAttempt.incident_number.in_(numbers), NotificationAttempt.status == "sent",
+        )))
+
+
+def kill(worker: WorkerProcess) -> None:
+    os.kill(worker.proc.pid, signal.SIGKILL)
+    assert worker.proc.wait(10) == -signal.SIGKILL
+
+
+async def test_fifty_incidents_and_two_worker_kills_send_no_duplicate_email(
+    api: httpx.AsyncClient, keys: Keys, client: Client, settings: Settings, sessions: sessionmaker[Session],
+    relay: tuple[Relay, int], tmp_path: Path,
+) -> None:
+    smtp, port = relay
+    settings = settings.model_copy(update={"smtp": SmtpSettings(host="127.0.0.1", port=port, timeout_seconds=30)})
+    numbers: list[int] = []
+
+    async def storm(count: int) -> None:
+        """`count` new incidents, each of its own group, each paging by email first."""
+        for _ in range(count):
+            i = len(numbers)
+            numbers.append(await trigger(api, keys, dedup_key=f"storm-{i}", component=f"svc-{i}"))
+
+    retry_deadline = (NOTIFY_HEARTBEAT + NOTIFY_RETRY.maximum_interval).total_seconds() + 60
+    with worker_process(client, settings, tmp_path / "first.log") as first:
+        await eventually(lambda: "worker started" in first.events(), timeout=30)
+        await storm(20)
+        await eventually(lambda: len(sent_keys(sessions, numbers)) == 20, timeout=60)
+        # Kill 1: fifteen emails handed to SMTP, none of them answered yet.
+        smtp.hold()
+        await storm(15)
+        await eventually(lambda: len(smtp.message_ids()) == 35, timeout=60)
+        kill(first)
+    smtp.release()
+
+    with worker_process(client, settings, tmp_path / "second.log") as second:
+        await eventually(lambda: "worker started" in second.events(), timeout=30)
+        await eventually(lambda: len(sent_keys(sessions, numbers)) == 35, timeout=retry_deadline)
+        # Kill 2: in the middle of a storm, wherever each send happens to be.
+        await storm(15)
+        await eventually(lambda: len(smtp.message_ids()) >= 40, timeout=60)
+        kill(second)
+
+    with worker_process(client, settings, tmp_path / "third.log") as third:
+        await eventually(lambda: "worker started" in third.events(), timeout=30)
+        await eventually(lambda: len(sent_keys(sessions, numbers)) == 50, timeout=retry_deadline)
+        skipped = sum(
+            w.events().count("notification already sent; not sending again") for w in (first, second, third)
+        )
+
+    ids = smtp.message_ids()
+    emails = {f"INC-{n}/r0s0/email/oncall@localhost" for n in numbers}
+    assert set(ids) == emails  # every incident paged
+    # 0 duplicate emails: each page is one Message-ID, however often it reached the server.
+    assert {k: v for k, v in ids.items() if len(set(v)) != 1} == {}
+    log = [(a.idempotency_key, a.attempt, a.status) for n in numbers for a in attempts(sessions, n)]
+    lost = {k for k, _, status in log if status == "lost"}
+    resent = {k for k, v in ids.items() if len(v) > 1}
+    # Sent again only where no attempt had recorded the send; and no attempt is left `sending`.
+    assert resent <= lost, (resent - lost, log)
+    assert sorted(k for k, _, status in log if status == "sent") == sorted(emails)
+    assert [entry for entry in log if entry[2] == "sending"] == []
+    print(f"50 incidents, 2 kills: {sum(map(len, ids.values()))} deliveries to SMTP, {len(resent)} resent "
+          f"with the same Message-ID, {len(lost)} attempts lost, {skipped} retries skipped as already sent")
