@@ -18,9 +18,11 @@ from temporalio.worker import Worker
 
 from activities.channels import EmailSender
 from activities.jira import JiraActivities
+from activities.lifecycle import LifecycleActivities
 from activities.notify import Links, NotifyActivities
 from activities.reconcile import ReconcileActivities
 from activities.store import StoreActivities
+from vigil import crypto
 from vigil.bootstrap import ack_link_secret
 from vigil.contracts import Channel
 from vigil.db import create_db_engine, session_factory
@@ -48,8 +50,11 @@ def build_worker(
     ivr: PhoneProvider | None = None,
 ) -> Worker:
     """One worker with every workflow and activity; blocking clients run on the thread pool."""
+    crypto.configure(settings.core)  # webhook secrets are decrypted with the key of these settings
     store = StoreActivities(sessions, settings.escalation)
-    reconcile = ReconcileActivities(Delivery(sessions, settings, _constant(client)))
+    delivery = Delivery(sessions, settings, _constant(client))
+    reconcile = ReconcileActivities(delivery)
+    lifecycle = LifecycleActivities(sessions, _constant(client), delivery)
     notify = build_notify(settings, sessions, sms=sms, ivr=ivr)
     jira = JiraActivities(sessions, settings.jira)
     return Worker(
@@ -65,6 +70,8 @@ def build_worker(
             notify.send_notification,
             jira.apply_jira_op,
             reconcile.redeliver_outbox,
+            lifecycle.cancel_request,
+            lifecycle.check_ended_incidents,
         ],
         activity_executor=executor,
         max_concurrent_activities=settings.worker.max_concurrent_activities,
@@ -90,7 +97,8 @@ def build_notify(
         sessions,
         EmailSender(settings.smtp),
         {Channel.sms: sms or phones["sms"], Channel.ivr: ivr or phones["ivr"]},
-        WebhookSender(connect_timeout_seconds=p.connect_timeout_seconds, read_timeout_seconds=p.read_timeout_seconds),
+        WebhookSender(connect_timeout_seconds=p.connect_timeout_seconds, read_timeout_seconds=p.read_timeout_seconds,
+                      allowlist=settings.core.private_url_allowlist),
         links,
     )
 

@@ -148,6 +148,10 @@ class Incident(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     reopen_count: Mapped[int] = mapped_column(default=0)
     jira_key: Mapped[str | None] = mapped_column(String(64))
+    # Temporal's status of a workflow that ended outside Vigil (terminated, canceled, failed, timed_out);
+    # set with status `ended` by the ended-workflow check, and never overwritten by a late projection.
+    workflow_status: Mapped[str | None] = mapped_column(String(16))
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     @property
     def ref(self) -> str:
@@ -195,7 +199,7 @@ class AlertRow(AlertFields, Base):
     # out of the outbox, listed in GET /api/v1/alerts?status=dead_letter, and the operator is paged.
     delivery_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     delivery_error: Mapped[str | None] = mapped_column(Text)
-    dead_lettered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    dead_lettered_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
 
 
 class TimelineEvent(Base):
@@ -226,7 +230,8 @@ class NotificationAttempt(Base):
     target: Mapped[str] = mapped_column(String(320))
     provider: Mapped[str] = mapped_column(String(64))
     recipient: Mapped[str | None] = mapped_column(String(200))  # the person's or webhook's name
-    status: Mapped[str] = mapped_column(String(16))  # sending | sent | failed
+    # sending | sent | failed | cancelled | lost (its worker died mid-send; a later attempt of the key retried it)
+    status: Mapped[str] = mapped_column(String(16))
     provider_message_id: Mapped[str | None] = mapped_column(String(255), index=True)
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
