@@ -88,16 +88,17 @@ async def readyz(state: StateDep, request: Request) -> JSONResponse:
     `worker` is reported but does not gate readiness: without a worker the API still stores alerts
     (and answers 503 so senders retry), which is the right behaviour during a worker deploy.
     """
-    # Concurrent and bounded, so a held database lock or a hung Temporal still gets an answer within 3 s.
-    database, dead_letter, temporal = await asyncio.gather(
+    jira_status = request.app.state.jira_status
+    # Concurrent and bounded, so a held database lock or a hung Temporal or Jira still gets an answer within 3 s.
+    database, dead_letter, temporal, jira = await asyncio.gather(
         _within(asyncio.to_thread(_db_ok, state), "error: timeout (database locked or slow)"),
         _within(asyncio.to_thread(_dead_letter_check, state), "unknown (timeout)"),
         _within(_temporal_checks(state), {"temporal": "error: timeout", "worker": "unknown"}),
+        _within(asyncio.to_thread(jira_status.get), jira_status.cached()),
     )
     checks = {"database": database, **temporal}
     # Informational, like `worker`: Jira sync is optional and never gates readiness.
-    jira_status = request.app.state.jira_status
-    checks["jira"] = await _within(asyncio.to_thread(jira_status.get), jira_status.cached())
+    checks["jira"] = jira
     # Informational too: dead-lettered alerts need an operator, but the pager itself still works.
     if checks["database"] == "ok":
         checks["dead_letter"] = dead_letter

@@ -122,6 +122,7 @@ async def test_health_ready_metrics_openapi(api: httpx.AsyncClient, worker: None
     # The worker has just started: Temporal sees its poller within a moment.
     assert await eventually(ready) == {
         "database": "ok", "temporal": "ok", "worker": "ok", "jira": "off (VIGIL_JIRA_URL is not set)",
+        "dead_letter": "ok",
     }
 
     await trigger(api, keys)
