@@ -135,6 +135,8 @@ class JiraActivities:
 
     def _fields(self, project_key: str, issue: JiraIssueFields) -> dict:
         firing = "\n".join(f"* [{a.status.value}] {a.summary} ({a.severity.value})" for a in issue.alerts) or "(none yet)"
+        if issue.alert_count > len(issue.alerts):
+            firing += f"\n* … and {issue.alert_count - len(issue.alerts)} more"
         return {
             "project": {"key": project_key},
             "issuetype": {"name": self.settings.issue_type},

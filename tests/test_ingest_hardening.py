@@ -15,7 +15,7 @@ from temporalio.client import Client
 from tests.conftest import Inbox, Keys
 from tests.flows import am_body, handle_of, post_alertmanager
 from tests.helpers import eventually, pd_event
-from vigil.contracts import Alert, Severity
+from vigil.contracts import DIGEST_ALERTS, MAX_TRACKED_ALERTS, Alert, Severity
 from vigil.ingest import fit, store
 from vigil.ingest.delivery import Delivery
 from vigil.ingest.store import IntegrationInfo
@@ -192,3 +192,52 @@ async def test_an_oversize_alert_left_in_the_outbox_is_fitted_and_pages_with_its
         await paged(inbox, number)
     state = await handle_of(client, mixed).query(IncidentWorkflow.state)
     assert sorted(state.alerts) == ["m-1", "m-2", "m-3"]
+
+
+async def test_an_incident_with_thousands_of_long_alerts_still_pages(
+    api: httpx.AsyncClient, worker: None, keys: Keys, inbox: Inbox, client: Client, sessions: sessionmaker[Session],
+) -> None:
+    """A storm of distinct alerts in one group (one per pod, say) must not grow any workflow message past
+    Temporal's 2 MiB payload limit: 3,000 alerts with 1,000-character summaries made the state carried across
+    continue-as-new 2.4 MB, and the incident's workflow task failed from then on. Past MAX_TRACKED_ALERTS the
+    workflow counts alerts instead of tracking them, and stops auto-resolving."""
+    extra = 100
+    sizes = [(1000, 1000)] * 3 + [(MAX_TRACKED_ALERTS - 3000 + extra, 10)]
+    for r, (count, summary_chars) in enumerate(sizes):
+        body = am_body(FIRING)
+        template = body["alerts"][0]
+        body["alerts"] = [
+            {**template, "fingerprint": f"pod-{r}-{i}", "labels": {**template["labels"], "pod": f"pod-{r}-{i}"},
+             "annotations": {"summary": f"pod-{r}-{i}: " + "s" * summary_chars}}
+            for i in range(count)
+        ]
+        for start in range(0, count, 1000):
+            await post_alertmanager(api, keys.integration, {**body, "alerts": body["alerts"][start:start + 1000]})
+    [number] = incident_numbers(sessions)
+    await paged(inbox, number)
+    handle = handle_of(client, number)
+
+    async def all_taken() -> bool:
+        return (await handle.query(IncidentWorkflow.state)).alert_count == MAX_TRACKED_ALERTS + extra
+
+    await eventually(all_taken, timeout=60)
+    state = await handle.query(IncidentWorkflow.state)
+    assert (len(state.alerts), state.untracked_alerts) == (MAX_TRACKED_ALERTS, extra)
+    # The page lists a digest, not thousands of alerts.
+    [email] = inbox.for_incident(number)
+    text = email.get_body(("plain",)).get_content()
+    assert "more" in text and text.count("pod-") <= DIGEST_ALERTS + 1
+
+    # Every alert resolving no longer auto-resolves: the untracked ones cannot be known resolved.
+    for r, (count, _) in enumerate(sizes):
+        for start in range(0, count, 1000):
+            body = am_body(FIRING, status="resolved")
+            template = body["alerts"][0]
+            body["alerts"] = [
+                {**template, "fingerprint": f"pod-{r}-{i}", "labels": {**template["labels"], "pod": f"pod-{r}-{i}"}}
+                for i in range(start, min(start + 1000, count))
+            ]
+            await post_alertmanager(api, keys.integration, body)
+    state = await handle.query(IncidentWorkflow.state)
+    assert not any(a.status == "firing" for a in state.alerts.values())
+    assert state.status == "triggered"

@@ -6,6 +6,7 @@ field can be added later without breaking running workflows (give it a default).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -248,6 +249,7 @@ class JiraIssueFields(BaseModel):
     incident_url: str
     temporal_url: str
     alerts: list[AlertState] = Field(default_factory=list)
+    alert_count: int = 0  # all the incident's alerts; `alerts` lists the first DIGEST_ALERTS
 
 
 class JiraSyncInput(BaseModel):
@@ -355,6 +357,31 @@ class AlertState(BaseModel):
     severity: Severity
 
 
+# An incident's workflow state crosses continue-as-new as one payload (2 MiB at most), so each alert it
+# tracks is kept small and their number bounded: past MAX_TRACKED_ALERTS an incident only counts new alerts
+# (the database keeps them all), and is no longer auto-resolved, since it cannot know they all resolved.
+MAX_TRACKED_ALERTS = 4000
+STATE_SUMMARY_CHARS = 120
+STATE_KEY_CHARS = 64
+# Pages and the Jira issue list the first alerts (firing first) and say how many there are in all.
+DIGEST_ALERTS = 20
+
+
+def alert_key(fingerprint: str) -> str:
+    """How the workflow state names an alert: its fingerprint, or a hash of a long one."""
+    if len(fingerprint) <= STATE_KEY_CHARS:
+        return fingerprint
+    return "#" + hashlib.sha256(fingerprint.encode()).hexdigest()[:40]
+
+
+def tracked(alert: Alert) -> AlertState:
+    """The small copy of an alert that the workflow state keeps."""
+    key = alert_key(alert.fingerprint)
+    return AlertState(
+        fingerprint=key, status=alert.status, summary=alert.summary[:STATE_SUMMARY_CHARS], severity=alert.severity
+    )
+
+
 class DeliveryStatus(StrEnum):
     sending = "sending"
     sent = "sent"  # accepted by the provider / SMTP server
@@ -421,7 +448,9 @@ class IncidentState(BaseModel):
     resolution: str | None = None
     closed_at: datetime | None = None
     reopen_count: int = 0
-    alerts: dict[str, AlertState] = Field(default_factory=dict)
+    alerts: dict[str, AlertState] = Field(default_factory=dict)  # by alert_key(fingerprint)
+    # Alerts past MAX_TRACKED_ALERTS: counted, not tracked one by one.
+    untracked_alerts: int = 0
     current_step: str | None = None
     next_escalation_at: datetime | None = None
     ladder_round: int = 0
@@ -441,6 +470,15 @@ class IncidentState(BaseModel):
     jira_started: bool = False  # the issue's create is queued (or done): later changes follow it
     assignee: str | None = None
     jira_key: str | None = None
+
+    @property
+    def alert_count(self) -> int:
+        return len(self.alerts) + self.untracked_alerts
+
+    def alert_digest(self) -> list[AlertState]:
+        """The first DIGEST_ALERTS alerts, firing first, for pages and the Jira issue."""
+        ordered = sorted(self.alerts.values(), key=lambda a: a.status != AlertStatus.firing)
+        return ordered[:DIGEST_ALERTS]
 
 
 class ReconcileInput(BaseModel):
@@ -511,6 +549,7 @@ class NotifyInput(BaseModel):
     incident_url: str
     temporal_url: str
     alerts: list[AlertState] = Field(default_factory=list)
+    alert_count: int = 0  # all the incident's alerts; `alerts` lists the first DIGEST_ALERTS
 
     @property
     def target_channel(self) -> Channel:

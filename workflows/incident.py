@@ -37,8 +37,10 @@ with workflow.unsafe.imports_passed_through():
         ActorKind,
         AddAlertsInput,
         AddAlertsResult,
+        MAX_TRACKED_ALERTS,
         Alert,
-        AlertState,
+        alert_key,
+        tracked,
         AlertStatus,
         EscalationStep,
         IncidentInput,
@@ -324,7 +326,8 @@ class IncidentWorkflow(PolicyLadder, JiraLink):
                     idempotency_key=key,
                     incident_url=f"{self.inp.public_url}/api/v1/incidents/INC-{self.s.number}",
                     temporal_url=self._temporal_url(),
-                    alerts=list(self.s.alerts.values()),
+                    alerts=self.s.alert_digest(),
+                    alert_count=self.s.alert_count,
                 ),
                 start_to_close_timeout=timedelta(seconds=60),
                 heartbeat_timeout=NOTIFY_HEARTBEAT,
@@ -442,7 +445,8 @@ class IncidentWorkflow(PolicyLadder, JiraLink):
         new, reopened = 0, False
         refired = False
         for alert in alerts:
-            known = self.s.alerts.get(alert.fingerprint)
+            key = alert_key(alert.fingerprint)
+            known = self.s.alerts.get(key)
             if known is None:
                 new += 1
                 self._record("alert", SOURCE, f"New alert {alert.status.value}: {alert.summary}")
@@ -450,9 +454,11 @@ class IncidentWorkflow(PolicyLadder, JiraLink):
                 verb = "resolved at source" if alert.status == AlertStatus.resolved else "firing again"
                 self._record("alert", SOURCE, f"Alert {verb}: {alert.summary}")
             refired |= alert.status == AlertStatus.firing and (known is None or known.status != alert.status)
-            self.s.alerts[alert.fingerprint] = AlertState(
-                fingerprint=alert.fingerprint, status=alert.status, summary=alert.summary, severity=alert.severity
-            )
+            if known is None and len(self.s.alerts) >= MAX_TRACKED_ALERTS:
+                # The state must fit in one payload: count it; the database keeps the alert itself.
+                self.s.untracked_alerts += 1
+            else:
+                self.s.alerts[key] = tracked(alert)
             if alert.status == AlertStatus.firing and alert.severity.rank < self.s.severity.rank:
                 self.s.severity = alert.severity
                 workflow.upsert_search_attributes([sa.SEVERITY.value_set(self.s.severity.value)])
@@ -467,7 +473,7 @@ class IncidentWorkflow(PolicyLadder, JiraLink):
         elif self._all_resolved_at_source() and can(self.s.status, Transition.resolve) and self.inp.auto_resolve:
             hold = timedelta(seconds=self.inp.hold_resolution_seconds)
             if not hold:
-                self._auto_resolve(f"Auto-resolved: all {len(self.s.alerts)} alert(s) resolved at the source")
+                self._auto_resolve(f"Auto-resolved: all {self.s.alert_count} alert(s) resolved at the source")
             elif self.s.resolve_due_at is None:
                 self.s.resolve_due_at = workflow.now() + hold
                 self._record(
@@ -556,7 +562,7 @@ class IncidentWorkflow(PolicyLadder, JiraLink):
                 self._retrigger()
             elif self._all_resolved_at_source() and can(self.s.status, Transition.resolve):
                 hold = human_duration(timedelta(seconds=self.inp.hold_resolution_seconds))
-                self._auto_resolve(f"Auto-resolved: all {len(self.s.alerts)} alert(s) stayed resolved for {hold}")
+                self._auto_resolve(f"Auto-resolved: all {self.s.alert_count} alert(s) stayed resolved for {hold}")
 
     @add_alerts.validator
     def _validate_add_alerts(self, inp: AddAlertsInput) -> None:
@@ -574,6 +580,9 @@ class IncidentWorkflow(PolicyLadder, JiraLink):
             raise refused(InvalidTransition(transition, self.s.status))
 
     def _all_resolved_at_source(self) -> bool:
+        """False once alerts are untracked: whether those resolved is not known here."""
+        if self.s.untracked_alerts:
+            return False
         return bool(self.s.alerts) and all(a.status == AlertStatus.resolved for a in self.s.alerts.values())
 
     def _resolve(self, actor: Actor, resolution: str) -> None:
@@ -653,7 +662,9 @@ class IncidentWorkflow(PolicyLadder, JiraLink):
         if s.resolution and s.status in (S.resolved, S.closed):
             lines.append(f"**Resolution:** {s.resolution}")
         firing = sum(1 for a in s.alerts.values() if a.status == AlertStatus.firing)
-        lines.append(f"**Alerts:** {firing} firing / {len(s.alerts)} total")
+        lines.append(f"**Alerts:** {firing} firing / {s.alert_count} total")
+        if s.untracked_alerts:
+            lines.append(f"**Not auto-resolved:** over {MAX_TRACKED_ALERTS} alerts; resolve it by hand")
         if s.reopen_count:
             lines.append(f"**Reopened:** {s.reopen_count}×")
         if s.jira_key:

@@ -102,7 +102,7 @@ class JiraLink:
             issue = JiraIssueFields(
                 number=number, title=self.s.title, severity=self.s.severity, service=self.s.service,
                 incident_url=f"{self.inp.public_url}/api/v1/incidents/INC-{number}",
-                temporal_url=self._temporal_url(), alerts=list(self.s.alerts.values()),
+                temporal_url=self._temporal_url(), alerts=self.s.alert_digest(), alert_count=self.s.alert_count,
             )
             try:
                 await workflow.start_child_workflow(

@@ -195,7 +195,7 @@ class PolicyLadder:
                 step_name=d.step, channel=channel, recipient=recipient, call=call, step_index=rung,
                 ladder_round=ladder_round, idempotency_key=d.key,
                 incident_url=f"{self.inp.public_url}/api/v1/incidents/INC-{self.s.number}",
-                temporal_url=self._temporal_url(), alerts=list(self.s.alerts.values()),
+                temporal_url=self._temporal_url(), alerts=self.s.alert_digest(), alert_count=self.s.alert_count,
             )
             summary = f"{channel.value} → {who}" + (f" (call {call}/{calls})" if calls > 1 else "")
             if not await self._notify_one(d, inp, summary, ladder_round):
