@@ -10,11 +10,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv debian-packages run temporal test migrate worker api clean reset-data
+.PHONY: help venv debian-packages run temporal test fuzz migrate worker api clean reset-data
 
 help:
 	@echo "make run         start Temporal, migrations, keys, SMTP catcher, worker and API (Ctrl-C stops all)"
-	@echo "make test        run the test suite (PYTEST_ARGS=... to pass options)"
+	@echo "make test        run the test suite (PYTEST_ARGS=... to pass options); it includes the schemathesis run"
+	@echo "make fuzz        only the schemathesis run of the whole OpenAPI (fixed seed, about a minute)"
 	@echo "make temporal    start only the Temporal dev server (for running worker/api by hand)"
 	@echo "make migrate | worker | api    run one piece on its own"
 	@echo "make venv        create $(VENV) and install the project"
@@ -43,6 +44,9 @@ debian-packages:
 
 test: venv debian-packages
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+fuzz: venv
+	$(BIN)/python -m pytest tests/test_schemathesis.py $(PYTEST_ARGS)
 
 migrate: venv
 	$(BIN)/python -m alembic upgrade head

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BaseModel, ConfigDict
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -58,6 +58,27 @@ def not_null(value: T | None) -> T:
     if value is None:
         raise ValueError("may be left out, but not null")
     return value
+
+
+def _not_nullable(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """A `not_null` field may be left out but not set to null: its schema says so (no null type, no default)."""
+    for decorator in model.__pydantic_decorators__.field_validators.values():
+        if decorator.func is not not_null:
+            continue
+        for name in decorator.info.fields:
+            prop = schema["properties"][name]
+            kept = [variant for variant in prop.pop("anyOf", []) if variant != {"type": "null"}]
+            prop.pop("default", None)
+            if len(kept) == 1:
+                prop.update(kept[0])
+            elif kept:
+                prop["anyOf"] = kept
+
+
+class Patch(BaseModel):
+    """A PATCH body: only the fields given change; those listed with `not_null` may not be null."""
+
+    model_config = ConfigDict(json_schema_extra=_not_nullable)
 
 
 def invalid(problems: list[tuple[str, str]]) -> ApiError:

@@ -18,6 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy import Engine, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from temporalio.client import Client
 
@@ -280,23 +281,36 @@ def authenticate_first(app: FastAPI) -> None:
     FastAPI runs the key dependencies before it validates parameters and body, but it refuses a body that is
     not JSON before any dependency runs; so a 422 is answered only once the route's key checks pass.
     """
-    render = app.exception_handlers[RequestValidationError]
+    render_validation = app.exception_handlers[RequestValidationError]
+    render_http = app.exception_handlers[StarletteHTTPException]
 
     async def validation_error(request: Request, exc: Exception) -> Response:
-        route = request.scope.get("route")
-        guards = _guards(route.dependant) if isinstance(route, APIRoute) else []
+        return await _guard_then(request, exc, render_validation)
 
-        def check() -> None:
-            for guard in guards:
-                # The body was not JSON: a PagerDuty routing_key cannot be read from it, which is a 401.
-                guard(request, None)
-
-        try:
-            await asyncio.to_thread(check)
-        except ApiError as err:
-            return error_response(err.status, err.code, err.message, err.details, err.headers)
-        except DATABASE_BUSY as err:
-            return database_busy(request.url.path, err)
-        return await render(request, exc)
+    async def http_error(request: Request, exc: Exception) -> Response:
+        # FastAPI answers 400 for a body it cannot decode (not UTF-8), also before any dependency ran.
+        if isinstance(exc, StarletteHTTPException) and exc.status_code == 400:
+            return await _guard_then(request, exc, render_http)
+        return await render_http(request, exc)
 
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+async def _guard_then(request: Request, exc: Exception, render: Callable[..., Awaitable[Response]]) -> Response:
+    """The route's key checks, then the refusal of the request: a 401/403 wins over the body's problem."""
+    route = request.scope.get("route")
+    guards = _guards(route.dependant) if isinstance(route, APIRoute) else []
+
+    def check() -> None:
+        for guard in guards:
+            # The body was not JSON: a PagerDuty routing_key cannot be read from it, which is a 401.
+            guard(request, None)
+
+    try:
+        await asyncio.to_thread(check)
+    except ApiError as err:
+        return error_response(err.status, err.code, err.message, err.details, err.headers)
+    except DATABASE_BUSY as err:
+        return database_busy(request.url.path, err)
+    return await render(request, exc)

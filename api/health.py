@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -81,7 +82,13 @@ async def _within(check: Awaitable[T], on_timeout: T) -> T:
         return on_timeout
 
 
-@router.get("/readyz")
+class Readiness(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] = Field(description="database, temporal, worker, jira, dead_letter: `ok` or what is wrong.")
+
+
+@router.get("/readyz", response_model=Readiness,
+            responses={503: {"model": Readiness, "description": "the database or Temporal does not answer"}})
 async def readyz(state: StateDep, request: Request) -> JSONResponse:
     """200 when the database and Temporal answer; 503 with the failing check otherwise.
 
@@ -106,7 +113,7 @@ async def readyz(state: StateDep, request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)
 def metrics() -> Response:
     """Prometheus exposition of the API's counters."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -13,6 +13,7 @@ from api import health
 from api.deps import AppState, authenticate_first
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
+from api.openapi import document_common_answers
 from api.alerts.router import router as alerts_router
 from api.incidents.router import notifications as notifications_router
 from api.incidents.router import router as incidents_router
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(escalation.routes)
     app.include_router(health.router)
     authenticate_first(app)
+    document_common_answers(app)
     return app
 
 

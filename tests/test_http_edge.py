@@ -142,7 +142,7 @@ async def test_unauthenticated_bad_body_is_401_not_422(api: httpx.AsyncClient, k
         ("POST", "/api/v1/users", keys.auth("vgl_api_wrong")),
     ]
     for method, url, headers in cases:
-        for body in (bad, "{not json"):
+        for body in (bad, "{not json", b"\x80 not UTF-8"):
             kwargs = {"json": body} if isinstance(body, dict) else {"content": body}
             resp = await api.request(method, url, headers={**headers, "Content-Type": "application/json"}, **kwargs)
             err = assert_error(resp, 401, "unauthorized")
@@ -231,3 +231,46 @@ async def test_405_names_every_allowed_method(api: httpx.AsyncClient, keys: Keys
             continue
         assert_error(resp, 405, "method_not_allowed")
         assert resp.headers["Allow"] == allowed, (method, url, resp.headers["Allow"])
+
+
+def _allows_null(prop: dict) -> bool:
+    return prop.get("type") == "null" or any(v.get("type") == "null" for v in prop.get("anyOf", []))
+
+
+async def test_openapi_tells_the_truth(api: httpx.AsyncClient, keys: Keys) -> None:
+    admin = keys.auth(keys.admin)
+    schema = (await api.get("/openapi.json")).json()
+    models = schema["components"]["schemas"]
+    # A PATCH field that refuses null is not documented as nullable; one that takes null is.
+    user = (await api.post("/api/v1/users", headers=admin, json={"name": "Nell", "email": "nell@x.io",
+                                                                 "phone": "+14155550100"})).json()
+    for field, value_ok in (("name", False), ("email", False), ("timezone", False), ("role", False), ("phone", True)):
+        assert _allows_null(models["UserUpdate"]["properties"][field]) is value_ok, field
+        resp = await api.patch(f"/api/v1/users/{user['id']}", headers=admin, json={field: None})
+        assert resp.status_code == (200 if value_ok else 422), (field, resp.text)
+    for model, field in (("GroupUpdate", "members"), ("ScheduleUpdate", "participants"), ("WebhookUpdate", "url"),
+                         ("PolicyUpdate", "steps")):
+        assert not _allows_null(models[model]["properties"][field]), (model, field)
+    assert _allows_null(models["WebhookUpdate"]["properties"]["secret"])  # null removes the secret
+    assert _allows_null(models["PolicyUpdate"]["properties"]["manager"])  # null removes the manager step
+    # Integers and booleans are strict where the schema says integer or boolean (see the body id test).
+    assert models["IntegrationCreate"]["properties"]["hold_resolution_seconds"]["type"] == "integer"
+    # /metrics is Prometheus text, and the ack link's pages are HTML, with their error pages documented.
+    assert list(schema["paths"]["/metrics"]["get"]["responses"]["200"]["content"]) == ["text/plain"]
+    assert (await api.get("/metrics")).headers["content-type"].startswith("text/plain")
+    for method in ("get", "post"):
+        responses = schema["paths"]["/ack/{token}"][method]["responses"]
+        assert {"400", "409", "410"} <= set(responses)
+        assert "text/html" in responses["400"]["content"]
+    bad = await api.get("/ack/not-a-token")
+    assert bad.status_code == 400 and bad.headers["content-type"].startswith("text/html")
+    # Every 422 is documented in the one error shape, and the common answers are listed on every operation.
+    for path, ops in schema["paths"].items():
+        for method, op in ops.items():
+            responses = op["responses"]
+            if "422" in responses:
+                assert "ErrorResponse" in str(responses["422"]), (method, path)
+            if "requestBody" in op:
+                assert {"400", "413", "422"} <= set(responses), (method, path)
+            if op.get("security"):
+                assert {"401", "503"} <= set(responses), (method, path)

@@ -97,7 +97,22 @@ def _title(state, number: int) -> str:  # noqa: ANN001
         return f"INC-{number}: {row.title}" if row else f"INC-{number}"
 
 
-@router.get("/{token}", response_class=HTMLResponse, summary="Confirmation page of an email acknowledge link")
+ERROR_SCHEMA = {"$ref": "#/components/schemas/ErrorResponse"}
+
+
+def _html(description: str) -> dict:
+    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
+
+
+PAGES: dict[int | str, dict] = {
+    400: _html("The link is not valid (a page saying so)"),
+    409: _html("The link was already used, or the incident cannot be acknowledged now"),
+    410: _html("The link has expired"),
+}
+
+
+@router.get("/{token}", response_class=HTMLResponse, summary="Confirmation page of an email acknowledge link",
+            responses=PAGES)
 async def confirm_page(token: str, state: StateDep) -> HTMLResponse:
     """Shows what the link acknowledges and a button; it changes nothing."""
     claim = _claim(state, token)
@@ -112,7 +127,12 @@ async def confirm_page(token: str, state: StateDep) -> HTMLResponse:
     ))
 
 
-@router.post("/{token}", response_class=HTMLResponse, summary="Acknowledge through an email link")
+@router.post(
+    "/{token}", response_class=HTMLResponse, summary="Acknowledge through an email link",
+    responses={**PAGES, 404: _html("The incident no longer exists"),
+               503: {"description": "Temporal or the database is unavailable; try the link again", "content": {
+                   "text/html": {"schema": {"type": "string"}}, "application/json": {"schema": ERROR_SCHEMA}}}},
+)
 async def acknowledge(token: str, state: StateDep, client: TemporalDep) -> HTMLResponse:
     """Acknowledges once; when this page says so, no further page will start."""
     claim = _claim(state, token)

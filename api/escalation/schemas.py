@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field, HttpUrl, StrictInt, field_validator
 
-from api.admin import not_null
+from api.admin import Patch, not_null
 from vigil.contracts import BodyId, Channel, Severity, TargetKind
 
 MAX_WAIT = 7 * 24 * 3600
@@ -21,7 +21,7 @@ class WebhookCreate(BaseModel):
                                description="Key of the HMAC-SHA256 signature header; never shown again.")
 
 
-class WebhookUpdate(BaseModel):
+class WebhookUpdate(Patch):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     url: HttpUrl | None = None
     secret: str | None = Field(default=None, min_length=1, max_length=500, description="null removes it.")
@@ -68,7 +68,7 @@ class PolicyCreate(BaseModel):
         default_factory=dict, description="Every wait of an incident of that severity is multiplied (e.g. 0.5).")
 
 
-class PolicyUpdate(BaseModel):
+class PolicyUpdate(Patch):
     """Only the fields given change (`steps` replaces every step; `manager: null` removes it). Running
     incidents keep the policy they froze."""
 

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api.admin import Email, Phone, TimeZoneName, not_null
+from api.admin import Email, Patch, Phone, TimeZoneName, not_null
 from vigil.contracts import BodyId
 from vigil.security import Role
 
@@ -21,7 +21,7 @@ class UserCreate(BaseModel):
     role: Role = Field(default=Role.responder, description="What an API key of this user may do.")
 
 
-class UserUpdate(BaseModel):
+class UserUpdate(Patch):
     """Only the fields given change; `phone: null` removes the phone number."""
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
@@ -50,7 +50,7 @@ class GroupCreate(BaseModel):
     members: list[BodyId] = Field(default_factory=list, max_length=500, description="User ids, in order.")
 
 
-class GroupUpdate(BaseModel):
+class GroupUpdate(Patch):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     members: list[BodyId] | None = Field(default=None, max_length=500, description="Replaces the whole list.")
 

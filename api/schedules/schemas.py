@@ -6,7 +6,7 @@ from datetime import date, datetime
 
 from pydantic import AwareDatetime, BaseModel, Field, StrictInt, ValidationInfo, field_validator
 
-from api.admin import TimeOfDay, TimeZoneName, not_null
+from api.admin import Patch, TimeOfDay, TimeZoneName, not_null
 from vigil.contracts import BodyId
 from vigil.oncall import OnCallSource
 
@@ -20,7 +20,7 @@ class ScheduleCreate(BaseModel):
     participants: list[BodyId] = Field(default_factory=list, max_length=200, description="User ids, one a week, in order.")
 
 
-class ScheduleUpdate(BaseModel):
+class ScheduleUpdate(Patch):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     timezone: TimeZoneName | None = None
     handoff_weekday: StrictInt | None = Field(default=None, ge=0, le=6)
