@@ -115,7 +115,8 @@ async def test_worker_killed_mid_send_pages_every_remaining_step_exactly_once(
         # Nobody reports the lost attempt: its heartbeats stop, and Temporal retries it after the heartbeat
         # timeout, in real time (time skipping waits while an activity is running).
         retry_deadline = (NOTIFY_HEARTBEAT + NOTIFY_RETRY.maximum_interval).total_seconds() + 30
-        await eventually(lambda: delivered(handle, key["sms"]), timeout=retry_deadline)
+        await eventually(lambda: (key["sms"], 2, "sent") in log_of(sessions, number), timeout=retry_deadline)
+        await eventually(lambda: delivered(handle, key["sms"]))
         # The killed attempt is closed as lost, and the receipt is on the attempt recorded as sent.
         assert log_of(sessions, number) == [
             (key["email"], 1, "sent"), (key["sms"], 1, "lost"), (key["sms"], 2, "sent"),
