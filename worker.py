@@ -72,6 +72,7 @@ def build_worker(
             reconcile.redeliver_outbox,
             lifecycle.cancel_request,
             lifecycle.check_ended_incidents,
+            lifecycle.close_lost_attempts,
         ],
         activity_executor=executor,
         max_concurrent_activities=settings.worker.max_concurrent_activities,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -36,6 +37,9 @@ ENDED = {
 }
 ENDED_QUERY = '"Terminated", "Canceled", "Failed", "TimedOut"'
 OPEN = (IncidentStatus.triggered.value, IncidentStatus.acknowledged.value, IncidentStatus.resolved.value)
+# Longer than any send attempt may run (start-to-close: 30 s, 60 s for incidents from before policies): an
+# attempt still `sending` after this was timed out by Temporal.
+LOST_AFTER = timedelta(minutes=2)
 IDS_PER_QUERY = 100  # workflow ids per visibility query, well under the server's query length limit
 
 
@@ -104,6 +108,22 @@ class LifecycleActivities:
             log.error("incident workflow ended outside Vigil", incident=f"INC-{number}", workflow_status=status,
                       operator_incident=operator)
         return marked
+
+    @activity.defn
+    def close_lost_attempts(self, inp: EndedCheckInput) -> int:
+        """Close notification attempts left `sending` past any attempt's timeout: their worker died and no
+        retry followed (an ack came first, or it was the last attempt). A retry closes its own earlier ones."""
+        cutoff = utcnow() - LOST_AFTER
+        with self.sessions.begin() as session:
+            closed = session.execute(
+                update(NotificationAttempt)
+                .where(NotificationAttempt.status == "sending", NotificationAttempt.started_at < cutoff)
+                .values(status="lost", finished_at=utcnow(),
+                        error=f"no outcome recorded within {LOST_AFTER.seconds} s: its worker stopped mid-send")
+            ).rowcount
+        if closed:
+            log.warning("notification attempts closed as lost", attempts=closed)
+        return closed
 
     def _open_incidents(self, limit: int) -> list[int]:
         with self.sessions() as session:

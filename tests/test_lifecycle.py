@@ -5,6 +5,7 @@ outside Vigil is found by the reconciler, shown as `ended` in the API and paged 
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -18,7 +19,7 @@ from tests.flows import attempts, handle_of, save_history, trigger
 from tests.helpers import eventually
 from tests.jira_server import JiraServer
 from vigil.contracts import ReconcileInput, ReconcileResult
-from vigil.models import Incident
+from vigil.models import Incident, NotificationAttempt, utcnow
 from vigil.settings import JiraSettings, Settings
 from workflows.incident import IncidentWorkflow
 from workflows.reconcile import OutboxReconcileWorkflow
@@ -138,3 +139,22 @@ async def test_terminated_workflow_is_found_shown_as_ended_and_pages_the_operato
     again = await trigger(api, keys, dedup_key="terminated-2")
     assert again != number
     await eventually(lambda: [a.status for a in attempts(sessions, again)] == ["sent"])
+
+
+async def test_an_attempt_left_sending_with_no_retry_is_closed_as_lost(
+    api: httpx.AsyncClient, worker: None, keys: Keys, client: Client, settings: Settings,
+    sessions: sessionmaker[Session],
+) -> None:
+    number = await trigger(api, keys, dedup_key="lost-1")
+    await eventually(lambda: [a.status for a in attempts(sessions, number)] == ["sent"])
+    with sessions.begin() as session:  # the last attempt of a page, its worker killed: nothing retries it
+        for key, started in (("old", utcnow() - timedelta(minutes=10)), ("running", utcnow())):
+            session.add(NotificationAttempt(
+                incident_number=number, idempotency_key=f"INC-{number}/{key}", attempt=4, step="sms on-call",
+                channel="sms", target="+15550100100", provider="console", status="sending", started_at=started,
+            ))
+
+    await reconcile(client, settings)
+    rows = {a.idempotency_key: a for a in attempts(sessions, number)}
+    assert (rows[f"INC-{number}/old"].status, rows[f"INC-{number}/running"].status) == ("lost", "sending")
+    assert "no outcome recorded" in (rows[f"INC-{number}/old"].error or "")

@@ -38,6 +38,7 @@ class OutboxReconcileWorkflow:
             # The ended-workflow check runs anyway; the run still fails afterwards, visibly.
             failed, result = err, ReconcileResult()
         ended: list[int] = []
+        lost = 0
         if workflow.patched(ENDED_CHECK_PATCH):
             check = await workflow.execute_activity_method(
                 LifecycleActivities.check_ended_incidents,
@@ -47,10 +48,18 @@ class OutboxReconcileWorkflow:
                 summary="find incidents whose workflow ended outside Vigil",
             )
             ended = check.ended
+            lost = await workflow.execute_activity_method(
+                LifecycleActivities.close_lost_attempts,
+                EndedCheckInput(),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+                summary="close notification attempts lost mid-send",
+            )
         workflow.set_current_details(
             f"incidents: {result.incidents}, delivered: {result.delivered}, rerouted: {result.rerouted}, "
             f"released from silences: {result.released}"
             + (f", workflows ended outside Vigil: {', '.join(f'INC-{n}' for n in ended)}" if ended else "")
+            + (f", notification attempts closed as lost: {lost}" if lost else "")
         )
         if failed is not None:
             raise failed
