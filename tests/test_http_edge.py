@@ -17,6 +17,7 @@ from temporalio.client import Client
 from api.main import create_app
 from tests.conftest import Keys, free_port
 from tests.helpers import eventually
+from tests.provider_server import ProviderServer
 from tests.test_api import assert_error
 from vigil.settings import Settings
 
@@ -274,3 +275,15 @@ async def test_openapi_tells_the_truth(api: httpx.AsyncClient, keys: Keys) -> No
                 assert {"400", "413", "422"} <= set(responses), (method, path)
             if op.get("security"):
                 assert {"401", "503"} <= set(responses), (method, path)
+
+
+async def test_ack_reply_past_int64_is_ignored_not_500(
+    settings: Settings, keys: Keys, client: Client, provider: ProviderServer
+) -> None:
+    app = create_app(settings.model_copy(update={"providers": provider.provider_settings()}), client)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://vigil.test") as http:
+        for n, text in enumerate(("ACK 9223372036854775808", "ACK " + "9" * 32, "ACK INC-99999999999999999999")):
+            resp = await provider.callback("/api/v1/providers/middleware/callbacks", {
+                "event_id": f"big-{n}", "type": "sms_reply", "message_id": "m", "from": "+15550100100", "text": text,
+            }, client=http)
+            assert resp.status_code == 200 and resp.json()["status"] == "ignored", resp.text
