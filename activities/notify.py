@@ -39,7 +39,10 @@ def heartbeating(every: float = HEARTBEAT_EVERY_SECONDS) -> Iterator[None]:
 
     def beat() -> None:
         while not stop.wait(every):
-            ctx.run(activity.heartbeat)
+            try:
+                ctx.run(activity.heartbeat)
+            except (TimeoutError, RuntimeError) as err:  # a busy or closing event loop: try again next beat
+                log.warning("notification heartbeat not sent", error=repr(err))
 
     activity.heartbeat()
     helper = threading.Thread(target=beat, name="notify-heartbeat", daemon=True)

@@ -73,6 +73,25 @@ async def test_cancel_request_resolves_and_closes_with_who_asked_and_syncs_jira(
     await save_history(handle, "cancelled")
 
 
+async def test_cancel_request_on_a_resolved_incident_closes_it_without_the_reopen_window(
+    api: httpx.AsyncClient, worker: None, keys: Keys, client: Client, sessions: sessionmaker[Session],
+) -> None:
+    number = await trigger(api, keys, dedup_key="cancel-2")
+    handle = handle_of(client, number)
+    await eventually(lambda: [a.status for a in attempts(sessions, number)] == ["sent"])
+    await eventually(lambda: jira_key(handle))
+    resp = await api.post(f"/api/v1/incidents/INC-{number}/resolve", headers=keys.auth(keys.responder),
+                          json={"resolution": "rolled back"})
+    assert resp.status_code == 200, resp.text
+
+    await handle.cancel()
+    assert (await handle.result())["status"] == "closed"
+    body = await eventually(lambda: _closed(api, keys, number))
+    assert [t["kind"] for t in body["timeline"]][-3:] == ["resolved", "cancel_requested", "closed"]
+    assert body["resolution"] == "rolled back"  # the responder's resolution stands
+    assert body["timeline"][-2]["message"] == f"Cancellation requested in Temporal by {client.identity}: no reason given"
+
+
 async def jira_key(handle: WorkflowHandle) -> str | None:
     return (await handle.query(IncidentWorkflow.state)).jira_key
 
