@@ -53,8 +53,8 @@ class LifecycleActivities:
 
     @activity.defn
     async def cancel_request(self, inp: CancelRequestInput) -> CancelRequest:
-        """The identity and reason of the run's WorkflowExecutionCancelRequested event (the workflow sees
-        only the reason)."""
+        """Who asked to cancel the run, and why: its WorkflowExecutionCancelRequested event."""
+        # The workflow itself is given only the reason; the identity is in its history.
         client = await self.client()
         handle = client.get_workflow_handle(inp.workflow_id, run_id=inp.run_id)
         found = CancelRequest()
@@ -87,8 +87,8 @@ class LifecycleActivities:
         return result
 
     async def _report(self, number: int, status: str, how: str) -> bool:
-        """Page the operator first (deduplicated by key, so a crash before the row is marked pages once),
-        then mark the row; False if another check got there first."""
+        """Page the operator, then mark the row ended; False if another check got there first."""
+        # Paging first: the key deduplicates, so a crash before the row is marked still pages only once.
         message = (
             f"Workflow {status} outside Vigil{how}: nothing pages for this incident any more. "
             "A new alert of its group opens a new incident."
@@ -111,8 +111,9 @@ class LifecycleActivities:
 
     @activity.defn
     def close_lost_attempts(self, inp: EndedCheckInput) -> int:
-        """Close notification attempts left `sending` past any attempt's timeout: their worker died and no
-        retry followed (an ack came first, or it was the last attempt). A retry closes its own earlier ones."""
+        """Close attempts left `sending` past any attempt's timeout as `lost`; how many."""
+        # Their worker died and no retry followed (an ack came first, or it was the last attempt); a retry
+        # closes its own earlier attempts when it starts.
         cutoff = utcnow() - LOST_AFTER
         with self.sessions.begin() as session:
             closed = session.execute(

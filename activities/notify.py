@@ -169,8 +169,8 @@ class NotifyActivities:
             return None
 
     def _recorded_send(self, inp: NotifyInput) -> tuple[str | None] | None:
-        """(provider message id,) of an earlier attempt of this page recorded as sent; None if there is none
-        or the log cannot be read (a DB outage costs the check, never the page)."""
+        """(provider message id,) of an earlier attempt of this page recorded as sent, else None."""
+        # None too when the log cannot be read: a DB outage costs the check, never the page.
         try:
             with self.sessions() as session:
                 row = session.execute(

@@ -196,8 +196,8 @@ async def test_temporal_restarted_mid_ladder_resumes_it_exactly_once(
 
 
 class Relay:
-    """A real SMTP server that keeps every message as soon as its data arrives; while held, it withholds the
-    250 answer, so a worker killed then has handed the message over without hearing that it was accepted."""
+    """A real SMTP server that keeps each message as its data arrives, and while held withholds the 250."""
+    # A worker killed while it is held has handed the message over without hearing that it was accepted.
 
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []

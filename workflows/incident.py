@@ -138,9 +138,9 @@ class IncidentWorkflow(PolicyLadder, JiraLink):
                     self._cancelling = False
 
     async def _cancel_requested(self) -> None:
-        """A cancel request (the UI's "Request Cancellation", `temporal workflow cancel`) resolves and closes the
-        incident, recorded with who asked: the button never leaves a workflow CANCELED with its state unrecorded
-        (docs/runbook.md)."""
+        """A cancel request (the UI's "Request Cancellation", `temporal workflow cancel`): resolve and close."""
+        # Recorded with who asked, so the button never leaves a workflow CANCELED with its state unrecorded;
+        # why resolve rather than refuse and keep paging: docs/runbook.md.
         info = workflow.info()
         try:
             request = await workflow.execute_activity_method(
