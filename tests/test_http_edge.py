@@ -79,6 +79,10 @@ async def test_body_ids_past_int64_and_non_integers_are_422(api: httpx.AsyncClie
     for method, url, body in cases:
         err = assert_error(await api.request(method, url, json=body, headers=admin), 422, "validation_error")
         assert err["details"], (method, url, body)
+    ok_step = {"name": "s", "channels": ["email"], "targets": [{"kind": "user", "id": 1}]}
+    err = assert_error(await api.post("/api/v1/escalation-policies", headers=admin, json={
+        "name": "p", "steps": [ok_step], "severity_multipliers": {"critical": True}}), 422, "validation_error")
+    assert [d["field"] for d in err["details"]] == ["body.severity_multipliers.critical"], err
 
 
 @asynccontextmanager

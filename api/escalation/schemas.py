@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, HttpUrl, StrictInt, field_validator
+from pydantic import AwareDatetime, BaseModel, Field, HttpUrl, StrictFloat, StrictInt, field_validator
 
 from api.admin import Patch, not_null
 from vigil.contracts import BodyId, Channel, Severity, TargetKind
 
 MAX_WAIT = 7 * 24 * 3600
-Multiplier = Annotated[float, Field(gt=0, le=100)]
+Multiplier = Annotated[StrictFloat, Field(gt=0, le=100)]
 
 
 class WebhookCreate(BaseModel):
