@@ -5,13 +5,15 @@ handled), so that no incident is left listed as open while nothing pages for it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryReverseRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from vigil.contracts import (
@@ -56,13 +58,11 @@ class LifecycleActivities:
         """Who asked to cancel the run, and why: its WorkflowExecutionCancelRequested event."""
         # The workflow itself is given only the reason; the identity is in its history.
         client = await self.client()
-        handle = client.get_workflow_handle(inp.workflow_id, run_id=inp.run_id)
-        found = CancelRequest()
-        async for event in handle.fetch_history_events():
-            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED:
+        async for event in _newest_first(client, inp.workflow_id, inp.run_id):
+            if event.HasField("workflow_execution_cancel_requested_event_attributes"):
                 attrs = event.workflow_execution_cancel_requested_event_attributes
-                found = CancelRequest(identity=attrs.identity, reason=attrs.cause)
-        return found
+                return CancelRequest(identity=attrs.identity, reason=attrs.cause)
+        return CancelRequest()
 
     @activity.defn
     async def check_ended_incidents(self, inp: EndedCheckInput) -> EndedCheckResult:
@@ -81,8 +81,8 @@ class LifecycleActivities:
                 status = ENDED.get(execution.status) if execution.status else None
                 if number is None or status is None:
                     continue
-                handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
-                if await self._report(number, status, await _how_it_ended(handle, status)):
+                how = await _how_it_ended(client, execution.id, execution.run_id)
+                if await self._report(number, status, how):
                     result.ended.append(number)
         return result
 
@@ -154,16 +154,36 @@ class LifecycleActivities:
         return True
 
 
-async def _how_it_ended(handle, status: str) -> str:  # noqa: ANN001
+async def _newest_first(client: Client, workflow_id: str, run_id: str) -> AsyncIterator[HistoryEvent]:
+    """The run's history events, newest first (what we look for is near the end of a long history)."""
+    request = GetWorkflowExecutionHistoryReverseRequest(
+        namespace=client.namespace, execution=WorkflowExecution(workflow_id=workflow_id, run_id=run_id),
+        maximum_page_size=100,
+    )
+    while True:
+        page = await client.workflow_service.get_workflow_execution_history_reverse(request)
+        for event in page.history.events:
+            yield event
+        if not page.next_page_token:
+            return
+        request.next_page_token = page.next_page_token
+
+
+async def _how_it_ended(client: Client, workflow_id: str, run_id: str) -> str:
     """` by <identity>: <reason>` from the run's history, as far as Temporal recorded it."""
-    who = why = ""
-    async for event in handle.fetch_history_events():
+    async for event in _newest_first(client, workflow_id, run_id):
         if event.HasField("workflow_execution_terminated_event_attributes"):
             attrs = event.workflow_execution_terminated_event_attributes
-            who, why = attrs.identity, attrs.reason
-        elif event.HasField("workflow_execution_cancel_requested_event_attributes"):
+            return _who_why(attrs.identity, attrs.reason)
+        if event.HasField("workflow_execution_cancel_requested_event_attributes"):
             attrs = event.workflow_execution_cancel_requested_event_attributes
-            who, why = attrs.identity, attrs.cause
-        elif event.HasField("workflow_execution_failed_event_attributes"):
-            why = event.workflow_execution_failed_event_attributes.failure.message
+            return _who_why(attrs.identity, attrs.cause)
+        if event.HasField("workflow_execution_failed_event_attributes"):
+            return _who_why("", event.workflow_execution_failed_event_attributes.failure.message)
+        if event.HasField("workflow_execution_timed_out_event_attributes"):
+            return ""
+    return ""
+
+
+def _who_why(who: str, why: str) -> str:
     return (f" by {who}" if who else "") + (f": {why}" if why else "")
