@@ -129,8 +129,10 @@ class IncidentWorkflow(PolicyLadder, JiraLink):
             try:
                 return await asyncio.shield(life)
             except asyncio.CancelledError:
-                if workflow.cancellation_reason() is None or life.done():
+                if workflow.cancellation_reason() is None:
                     raise  # not a request from Temporal: an eviction, or a bug to surface
+                if life.done():  # it ended (closed, or continued as new) in the same activation
+                    return life.result()
                 self._cancelling = True
                 try:
                     await self._cancel_requested()
