@@ -19,6 +19,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import Failure, FailureGroup
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    negative_data_rejection,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
@@ -29,8 +30,9 @@ from vigil.settings import Settings
 
 SEED = 20260901
 EXAMPLES = 6  # per operation, generation mode and key: about 1,000 requests, a minute on 2 cores
+# negative_data_rejection: a body the schema calls invalid (`false` where it says integer) must not get a 2xx.
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
-          response_schema_conformance]
+          response_schema_conformance, negative_data_rejection]
 
 
 def fuzz(base_url: str, headers: dict[str, str], integration_key: str | None) -> tuple[Counter[str], list[str]]:
