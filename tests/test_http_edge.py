@@ -291,3 +291,29 @@ async def test_ack_reply_past_int64_is_ignored_not_500(
                 "event_id": f"big-{n}", "type": "sms_reply", "message_id": "m", "from": "+15550100100", "text": text,
             }, client=http)
             assert resp.status_code == 200 and resp.json()["status"] == "ignored", resp.text
+
+
+async def test_signed_routes_check_the_signature_before_temporal(
+    settings: Settings, keys: Keys, provider: ProviderServer
+) -> None:
+    """With Temporal unreachable, a forged callback is still refused as forged (401), not told to retry (503)."""
+    from pydantic import SecretStr
+
+    from vigil.settings import JiraSettings
+
+    down = settings.model_copy(update={
+        "temporal": settings.temporal.model_copy(update={"address": f"127.0.0.1:{free_port()}"}),
+        "providers": provider.provider_settings(),
+        "jira": JiraSettings(url="http://127.0.0.1:9", pat=SecretStr("p"), webhook_secret=SecretStr("s")),
+    })
+    app = create_app(down)  # no Temporal client: it connects lazily, and fails
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://vigil.test") as http:
+        event = {"event_id": "e", "type": "sms_reply", "message_id": "m", "from": "+15550100100", "text": "ACK 1"}
+        forged = await provider.callback("/api/v1/providers/middleware/callbacks", event, client=http,
+                                         secret=b"not-the-secret")
+        assert_error(forged, 401, "invalid_signature")
+        signed = await provider.callback("/api/v1/providers/middleware/callbacks", event, client=http)
+        assert signed.status_code in (200, 503), signed.text  # ignored (never paged), or Temporal down
+        jira = await http.post("/api/v1/webhooks/jira", json={"webhookEvent": "jira:issue_updated"},
+                               headers={"X-Hub-Signature": "sha256=forged"})
+        assert_error(jira, 401, "invalid_signature")

@@ -13,7 +13,7 @@ import time
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
-from api.deps import StateDep, TemporalDep
+from api.deps import StateDep
 from api.errors import ERROR_RESPONSES, ApiError
 from api.providers import service
 from api.providers.schemas import CallbackResult
@@ -56,7 +56,7 @@ def _inlined(schema: dict) -> dict:
         "schema": _inlined(ProviderCallback.model_json_schema(by_alias=True)),
     }}}},
 )
-async def callback(name: str, request: Request, state: StateDep, client: TemporalDep) -> CallbackResult:
+async def callback(name: str, request: Request, state: StateDep) -> CallbackResult:
     """A receipt, an SMS reply or an IVR event; 401 unless signed with the provider secret."""
     p = state.settings.providers
     if name != p.name or p.secret is None:
@@ -76,7 +76,8 @@ async def callback(name: str, request: Request, state: StateDep, client: Tempora
         raise ApiError(422, "validation_error", "invalid callback body", details) from err
     if await asyncio.to_thread(service.seen, state.sessions, name, event.event_id):
         return CallbackResult(status="duplicate", detail=f"event {event.event_id} was already applied")
-    result = await _apply(name, event, state, client)
+    # Temporal only once the signature is checked: an unsigned request is a 401 even while Temporal is down.
+    result = await _apply(name, event, state, await state.temporal_client())
     # Recorded after acting: a failure above (Temporal down: 503) leaves the event to the provider's retry.
     await asyncio.to_thread(service.record, state.sessions, name, event, result.incident, result.status, body)
     log.info("provider callback", provider=name, event_id=event.event_id, type=event.type.value,

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from api.deps import StateDep, TemporalDep
+from api.deps import StateDep
 from api.errors import ERROR_RESPONSES, ApiError
 from api.incidents.router import transition
 from vigil.contracts import (
@@ -50,7 +50,7 @@ class WebhookResult(BaseModel):
     responses={k: ERROR_RESPONSES[k] for k in (401, 404, 422, 503)},
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}},
 )
-async def jira_webhook(request: Request, state: StateDep, client: TemporalDep) -> WebhookResult:
+async def jira_webhook(request: Request, state: StateDep) -> WebhookResult:
     """A Jira webhook (`jira:issue_updated`, `comment_created`); 401 unless signed with the webhook secret."""
     j = state.settings.jira
     if not j.enabled or j.webhook_secret is None:
@@ -76,7 +76,8 @@ async def jira_webhook(request: Request, state: StateDep, client: TemporalDep) -
     elif await asyncio.to_thread(_seen, state, delivery, body_hash):
         return WebhookResult(status="duplicate", incident=f"INC-{number}", detail="this delivery was applied already")
     else:
-        result = await _apply(state, client, number, kind, event)
+        # Temporal only once the signature is checked: an unsigned request is a 401 even while Temporal is down.
+        result = await _apply(state, await state.temporal_client(), number, kind, event)
     await asyncio.to_thread(_log, state, number, key, kind, result, delivery, body_hash, started)
     log.info("jira webhook", jira_key=key, webhook_event=kind, outcome=result.status, detail=result.detail,
              incident=result.incident)
