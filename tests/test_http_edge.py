@@ -317,3 +317,5 @@ async def test_signed_routes_check_the_signature_before_temporal(
         jira = await http.post("/api/v1/webhooks/jira", json={"webhookEvent": "jira:issue_updated"},
                                headers={"X-Hub-Signature": "sha256=forged"})
         assert_error(jira, 401, "invalid_signature")
+        page = await http.post("/ack/not-a-token")
+        assert page.status_code == 400 and page.headers["content-type"].startswith("text/html")

@@ -29,7 +29,7 @@ from secure import (
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
-from api.deps import StateDep, TemporalDep
+from api.deps import StateDep
 from api.errors import ApiError
 from api.providers import service
 from vigil.bootstrap import ack_link_secret
@@ -133,7 +133,7 @@ async def confirm_page(token: str, state: StateDep) -> HTMLResponse:
                503: {"description": "Temporal or the database is unavailable; try the link again", "content": {
                    "text/html": {"schema": {"type": "string"}}, "application/json": {"schema": ERROR_SCHEMA}}}},
 )
-async def acknowledge(token: str, state: StateDep, client: TemporalDep) -> HTMLResponse:
+async def acknowledge(token: str, state: StateDep) -> HTMLResponse:
     """Acknowledges once; when this page says so, no further page will start."""
     claim = _claim(state, token)
     if isinstance(claim, HTMLResponse):
@@ -142,6 +142,7 @@ async def acknowledge(token: str, state: StateDep, client: TemporalDep) -> HTMLR
         return _page(409, "Link already used", "<h1>This acknowledge link was already used</h1>")
     acted = False
     try:
+        client = await state.temporal_client()  # after the token: a bad link is a 400 page even with Temporal down
         result = await service.acknowledge(state, client, claim.number, claim.recipient, via="email link")
         acted = True
     except ApiError as err:
