@@ -6,7 +6,7 @@ import re
 from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, WithJsonSchema
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -47,10 +47,11 @@ def _hhmm(value: str) -> str:
     return value
 
 
-TimeZoneName = Annotated[str, AfterValidator(_timezone)]
-Phone = Annotated[str, AfterValidator(_phone)]
-Email = Annotated[str, AfterValidator(_email)]
-TimeOfDay = Annotated[str, AfterValidator(_hhmm)]
+# The OpenAPI says what the validators check, so clients (and schemathesis) can send valid values.
+TimeZoneName = Annotated[str, AfterValidator(_timezone), WithJsonSchema({"type": "string", "description": "IANA name"})]
+Phone = Annotated[str, AfterValidator(_phone), WithJsonSchema({"type": "string", "pattern": E164.pattern})]
+Email = Annotated[str, AfterValidator(_email), WithJsonSchema({"type": "string", "format": "email", "maxLength": 320})]
+TimeOfDay = Annotated[str, AfterValidator(_hhmm), WithJsonSchema({"type": "string", "pattern": HHMM.pattern})]
 
 
 def not_null(value: T | None) -> T:

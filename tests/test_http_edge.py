@@ -258,6 +258,9 @@ async def test_openapi_tells_the_truth(api: httpx.AsyncClient, keys: Keys) -> No
         assert not _allows_null(models[model]["properties"][field]), (model, field)
     assert _allows_null(models["WebhookUpdate"]["properties"]["secret"])  # null removes the secret
     assert _allows_null(models["PolicyUpdate"]["properties"]["manager"])  # null removes the manager step
+    # Formats the validators check are in the schema, so a client can send a valid value.
+    assert models["UserCreate"]["properties"]["email"]["format"] == "email"
+    assert models["UserCreate"]["properties"]["phone"]["anyOf"][0]["pattern"].startswith("^\\+")
     # Integers and booleans are strict where the schema says integer or boolean (see the body id test).
     assert models["IntegrationCreate"]["properties"]["hold_resolution_seconds"]["type"] == "integer"
     # /metrics is Prometheus text, and the ack link's pages are HTML, with their error pages documented.
