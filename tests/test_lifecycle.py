@@ -16,7 +16,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from tests.conftest import Inbox, Keys
 from tests.flows import attempts, handle_of, save_history, trigger
-from tests.helpers import eventually
+from tests.helpers import eventually, pd_event
 from tests.jira_server import JiraServer
 from vigil.contracts import ReconcileInput, ReconcileResult
 from vigil.models import Incident, NotificationAttempt, utcnow
@@ -155,6 +155,10 @@ async def test_terminated_workflow_is_found_shown_as_ended_and_pages_the_operato
     resp = await api.post(f"/api/v1/incidents/INC-{number}/acknowledge", headers=keys.auth(keys.responder))
     assert resp.status_code == 409, resp.text
     assert resp.json()["error"]["details"] == {"current_status": "ended"}
+    # The source's acknowledge and resolve of its alert no longer reach the ended incident: accepted, not a 500.
+    for action in ("acknowledge", "resolve"):
+        resp = await api.post("/v2/enqueue", json=pd_event(keys.integration, "terminated-1", action=action))
+        assert resp.status_code == 202, (action, resp.text)
     again = await trigger(api, keys, dedup_key="terminated-2")
     assert again != number
     await eventually(lambda: [a.status for a in attempts(sessions, again)] == ["sent"])

@@ -281,7 +281,7 @@ def resolve_by_fingerprint(session: Session, *, integration: IntegrationInfo, fi
 
 
 def open_alert(session: Session, *, integration: IntegrationInfo, fingerprint: str) -> AlertRow | None:
-    """The newest alert with this fingerprint whose incident is not closed."""
+    """The newest alert with this fingerprint whose incident is not closed (or ended outside Vigil)."""
     return session.scalar(
         select(AlertRow)
         .join(Incident, Incident.number == AlertRow.incident_number)
@@ -289,7 +289,7 @@ def open_alert(session: Session, *, integration: IntegrationInfo, fingerprint: s
             and_(
                 AlertRow.integration_id == integration.id,
                 AlertRow.fingerprint == fingerprint,
-                Incident.status != IncidentStatus.closed.value,
+                Incident.status.not_in((IncidentStatus.closed.value, IncidentStatus.ended.value)),
             )
         )
         .order_by(AlertRow.id.desc())
