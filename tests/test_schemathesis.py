@@ -15,6 +15,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase
 from schemathesis import GenerationMode
+from schemathesis.core.parameters import ParameterLocation
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import Failure, FailureGroup
 from schemathesis.specs.openapi.checks import (
@@ -57,11 +58,7 @@ def fuzz(base_url: str, headers: dict[str, str], integration_key: str | None) ->
             def run(case: schemathesis.Case) -> None:
                 nonlocal sent
                 sent += 1
-                sent_headers = headers
-                if integration_key and "ingestion" in (operation.tags or []):
-                    sent_headers = {"Authorization": f"Bearer {integration_key}"}
-                    if isinstance(case.body, dict):
-                        case.body["routing_key"] = integration_key
+                sent_headers = _keys(case, headers, integration_key)
                 try:
                     response = case.call_and_validate(base_url=base_url, headers=sent_headers, checks=CHECKS,
                                                       timeout=30)
@@ -80,6 +77,23 @@ def fuzz(base_url: str, headers: dict[str, str], integration_key: str | None) ->
                 assert mode is GenerationMode.NEGATIVE, operation.label
     accepted["requests"] = sent
     return accepted, failures
+
+
+def _negated(case: schemathesis.Case, location: ParameterLocation) -> bool:
+    info = case.meta.components.get(location) if case.meta else None
+    return info is not None and info.mode is GenerationMode.NEGATIVE
+
+
+def _keys(case: schemathesis.Case, headers: dict[str, str], integration_key: str | None) -> dict[str, str]:
+    """The run's key for this case, unless the case is about a missing or malformed key (negated headers), and
+    the integration key on ingestion endpoints (in the body's routing_key unless the body is the negated part)."""
+    if _negated(case, ParameterLocation.HEADER):
+        return {}
+    if not integration_key or "ingestion" not in (case.operation.tags or []):
+        return headers
+    if isinstance(case.body, dict) and not _negated(case, ParameterLocation.BODY):
+        case.body["routing_key"] = integration_key
+    return {"Authorization": f"Bearer {integration_key}"}
 
 
 @pytest.fixture
