@@ -8,13 +8,14 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryReverseRequest
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
 
 from vigil.contracts import (
     INCIDENT_WORKFLOW,
@@ -27,7 +28,8 @@ from vigil.contracts import (
 )
 from vigil.ingest.delivery import Delivery
 from vigil.logging import get_logger
-from vigil.models import Incident, IncidentGroup, NotificationAttempt, TimelineEvent, utcnow
+from vigil.ingest.store import in_outbox
+from vigil.models import AlertRow, Incident, IncidentGroup, NotificationAttempt, TimelineEvent, utcnow
 
 log = get_logger(__name__)
 # How an ended workflow shows in the API (`workflow_status`); Running, Completed and ContinuedAsNew are not ended.
@@ -42,7 +44,12 @@ OPEN = (IncidentStatus.triggered.value, IncidentStatus.acknowledged.value, Incid
 # Longer than any send attempt may run (start-to-close: 30 s, 60 s for incidents from before policies): an
 # attempt still `sending` after this was timed out by Temporal.
 LOST_AFTER = timedelta(minutes=2)
-IDS_PER_QUERY = 100  # workflow ids per visibility query, well under the server's query length limit
+# Ended workflows are looked for among those closed this recently (a reconciler down longer than this
+# misses them; the runbook's visibility query finds any).
+ENDED_WINDOW = timedelta(days=1)
+# An incident row this old with no alert delivered or waiting: its workflow was never started.
+NEVER_STARTED_AFTER = timedelta(minutes=5)
+NEVER_STARTED = "not_started"
 
 
 class LifecycleActivities:
@@ -66,36 +73,49 @@ class LifecycleActivities:
 
     @activity.defn
     async def check_ended_incidents(self, inp: EndedCheckInput) -> EndedCheckResult:
-        """Find incidents open in the DB whose workflow has ended: mark them `ended`, page the operator."""
-        numbers = await asyncio.to_thread(self._open_incidents, inp.max_incidents)
-        result = EndedCheckResult(checked=len(numbers))
+        """Find incidents open in the DB whose workflow has ended, or never started: mark them `ended`, page
+        the operator."""
         client = await self.client()
-        for start in range(0, len(numbers), IDS_PER_QUERY):
-            ids = ", ".join(f'"INC-{n}"' for n in numbers[start:start + IDS_PER_QUERY])
-            query = (
-                f'WorkflowType = "{INCIDENT_WORKFLOW}" AND WorkflowId IN ({ids}) '
-                f"AND ExecutionStatus IN ({ENDED_QUERY})"
+        # What ended recently, not every open incident: the check costs what ended, even at 10,000 open.
+        since = (utcnow() - ENDED_WINDOW).strftime("%Y-%m-%dT%H:%M:%SZ")
+        query = (
+            f'WorkflowType = "{INCIDENT_WORKFLOW}" AND ExecutionStatus IN ({ENDED_QUERY}) AND CloseTime > "{since}"'
+        )
+        ended: dict[int, tuple[str, str]] = {}
+        async for execution in client.list_workflows(query):
+            number = parse_incident_number(execution.id)
+            status = ENDED.get(execution.status) if execution.status else None
+            if number is not None and status is not None:
+                ended[number] = (status, execution.run_id or "")
+        still_open = await asyncio.to_thread(self._still_open, list(ended))
+        result = EndedCheckResult(checked=len(ended))
+        for number in still_open:
+            status, run_id = ended[number]
+            how = await _how_it_ended(client, f"INC-{number}", run_id)
+            message = (
+                f"Workflow {status} outside Vigil{how}: nothing pages for this incident any more. "
+                "A new alert of its group opens a new incident."
             )
-            async for execution in client.list_workflows(query):
-                number = parse_incident_number(execution.id)
-                status = ENDED.get(execution.status) if execution.status else None
-                if number is None or status is None:
-                    continue
-                how = await _how_it_ended(client, execution.id, execution.run_id)
-                if await self._report(number, status, how):
-                    result.ended.append(number)
+            if await self._report(number, status, message):
+                result.ended.append(number)
+        for number in await asyncio.to_thread(self._stranded, inp.max_incidents):
+            if await _workflow_exists(client, number):
+                continue
+            message = (
+                "Its workflow never started and nothing is left to start it: every alert of it was dead-lettered "
+                "(GET /api/v1/alerts?status=dead_letter), or it has none. Nothing pages for this incident."
+            )
+            if await self._report(number, NEVER_STARTED, message):
+                result.ended.append(number)
         return result
 
-    async def _report(self, number: int, status: str, how: str) -> bool:
+    async def _report(self, number: int, status: str, message: str) -> bool:
         """Page the operator, then mark the row ended; False if another check got there first."""
         # Paging first: the key deduplicates, so a crash before the row is marked still pages only once.
-        message = (
-            f"Workflow {status} outside Vigil{how}: nothing pages for this incident any more. "
-            "A new alert of its group opens a new incident."
-        )
+        wording = "never started" if status == NEVER_STARTED else f"was {status} outside Vigil"
         operator = await self.delivery.page_operator(
             key=f"workflow-ended/INC-{number}",
-            summary=f"INC-{number}'s workflow was {status} outside Vigil: nothing pages for it",
+            summary=f"INC-{number}'s workflow {wording}: nothing pages for it",
             details={
                 "incident": f"INC-{number}", "workflow_status": status, "detail": message,
                 "runbook": "docs/runbook.md#incidents-whose-workflow-ended-outside-vigil",
@@ -126,10 +146,26 @@ class LifecycleActivities:
             log.warning("notification attempts closed as lost", attempts=closed)
         return closed
 
-    def _open_incidents(self, limit: int) -> list[int]:
+    def _still_open(self, numbers: list[int]) -> list[int]:
         with self.sessions() as session:
             return list(session.scalars(
-                select(Incident.number).where(Incident.status.in_(OPEN)).order_by(Incident.number).limit(limit)
+                select(Incident.number).where(Incident.number.in_(numbers), Incident.status.in_(OPEN))
+                .order_by(Incident.number)
+            )) if numbers else []
+
+    def _stranded(self, limit: int) -> list[int]:
+        """Open incidents, older than a start could take, none of whose alerts reached a workflow or still
+        waits in the outbox: only their workflow's absence can explain them (all dead-lettered, or none)."""
+        reached_or_waiting = select(AlertRow.id).where(
+            AlertRow.incident_number == Incident.number,
+            or_(AlertRow.delivered_status.is_not(None), in_outbox()),
+        )
+        with self.sessions() as session:
+            return list(session.scalars(
+                select(Incident.number)
+                .where(Incident.status.in_(OPEN), Incident.created_at < utcnow() - NEVER_STARTED_AFTER,
+                       ~reached_or_waiting.exists())
+                .order_by(Incident.number).limit(limit)
             ))
 
     def _mark_ended(self, number: int, status: str, message: str) -> bool:
@@ -152,6 +188,16 @@ class LifecycleActivities:
             )
             session.execute(delete(IncidentGroup).where(IncidentGroup.incident_number == number))
         return True
+
+
+async def _workflow_exists(client: Client, number: int) -> bool:
+    try:
+        await client.get_workflow_handle(f"INC-{number}").describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
 
 
 async def _newest_first(client: Client, workflow_id: str, run_id: str) -> AsyncIterator[HistoryEvent]:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
 from tests.conftest import Inbox, Keys
-from tests.flows import am_body, handle_of, post_alertmanager
+from tests.flows import am_body, handle_of, post_alertmanager, trigger
 from tests.helpers import eventually, pd_event
 from vigil.contracts import DIGEST_ALERTS, MAX_TRACKED_ALERTS, Alert, Severity
 from vigil.ingest import fit, store
@@ -241,3 +241,25 @@ async def test_an_incident_with_thousands_of_long_alerts_still_pages(
     state = await handle.query(IncidentWorkflow.state)
     assert not any(a.status == "firing" for a in state.alerts.values())
     assert state.status == "triggered"
+
+
+async def test_pagerduty_acknowledge_and_resolve_when_the_workflow_is_gone_or_not_started(
+    api: httpx.AsyncClient, worker: None, keys: Keys, client: Client, sessions: sessionmaker[Session],
+) -> None:
+    """Terminated outside Vigil (before the reconciler noticed): 202, not a 500. Stored while Temporal was
+    down and not started yet: the acknowledge answers 503 so the sender retries; the resolve is kept."""
+    number = await trigger(api, keys, dedup_key="gone-1")
+    await handle_of(client, number).terminate(reason="test")
+    for action in ("acknowledge", "resolve"):
+        resp = await api.post("/v2/enqueue", json=pd_event(keys.integration, "gone-1", action=action))
+        assert resp.status_code == 202, (action, resp.text)
+
+    waiting = store_unfitted(sessions, integration_info(sessions), [alert("waiting-1", "not-started")])
+    ack = await api.post("/v2/enqueue", json=pd_event(keys.integration, "waiting-1", action="acknowledge"))
+    assert ack.status_code == 503, ack.text
+    assert ack.json()["error"]["code"] == "incident_not_started" and ack.headers["Retry-After"] == "5"
+    resolve = await api.post("/v2/enqueue", json=pd_event(keys.integration, "waiting-1", action="resolve"))
+    assert resolve.status_code == 202, resolve.text
+    with sessions() as session:
+        row = session.scalars(select(AlertRow).where(AlertRow.incident_number == waiting)).one()
+    assert (row.status, row.delivered_status) == ("resolved", None)  # the outbox delivers it with the start

@@ -5,7 +5,7 @@ outside Vigil is found by the reconciler, shown as `ended` in the API and paged 
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
@@ -19,7 +19,7 @@ from tests.flows import attempts, handle_of, save_history, trigger
 from tests.helpers import eventually, pd_event
 from tests.jira_server import JiraServer
 from vigil.contracts import ReconcileInput, ReconcileResult
-from vigil.models import Incident, NotificationAttempt, utcnow
+from vigil.models import AlertRow, Incident, NotificationAttempt, utcnow
 from vigil.settings import JiraSettings, Settings
 from workflows.incident import IncidentWorkflow
 from workflows.reconcile import OutboxReconcileWorkflow
@@ -181,3 +181,44 @@ async def test_an_attempt_left_sending_with_no_retry_is_closed_as_lost(
     rows = {a.idempotency_key: a for a in attempts(sessions, number)}
     assert (rows[f"INC-{number}/old"].status, rows[f"INC-{number}/running"].status) == ("lost", "sending")
     assert "no outcome recorded" in (rows[f"INC-{number}/old"].error or "")
+
+
+async def test_an_incident_whose_workflow_never_started_is_found_and_pages_the_operator(
+    api: httpx.AsyncClient, worker: None, keys: Keys, client: Client, settings: Settings,
+    sessions: sessionmaker[Session], inbox: Inbox,
+) -> None:
+    """A row left by an older version (an incident without alerts), or one whose every alert was dead-lettered
+    before its workflow could start, is open in the API while nothing will ever page for it."""
+    live = await trigger(api, keys, dedup_key="live-1")
+    await eventually(lambda: [a.status for a in attempts(sessions, live)] == ["sent"])
+    with sessions.begin() as session:
+        integration_id = session.get_one(Incident, live).integration_id
+        old = utcnow() - timedelta(minutes=10)
+
+        def stranded(title: str, created_at: datetime) -> Incident:
+            row = Incident(group_key=f"service=x|alertname={title}", integration_id=integration_id, service="x",
+                           severity="critical", title=title, status="triggered", created_at=created_at)
+            session.add(row)
+            session.flush()
+            return row
+
+        phantom, dead, fresh = stranded("phantom", old), stranded("dead", old), stranded("fresh", utcnow())
+        session.add(AlertRow(
+            incident_number=dead.number, integration_id=integration_id, fingerprint="dead-1", status="firing",
+            summary="refused", severity="critical", service="x", labels={}, annotations={},
+            delivery_attempts=5, delivery_error="refused", dead_lettered_at=utcnow(),
+        ))
+        numbers = phantom.number, dead.number, fresh.number
+
+    await reconcile(client, settings)
+    statuses = {n: (row(sessions, n).status, row(sessions, n).workflow_status) for n in (*numbers, live)}
+    assert statuses == {
+        numbers[0]: ("ended", "not_started"), numbers[1]: ("ended", "not_started"),
+        numbers[2]: ("triggered", None), live: ("triggered", None),
+    }
+    body = await incident(api, keys, numbers[1])
+    assert "never started" in body["timeline"][-1]["message"]
+    [operator] = operator_incidents(sessions)
+    await eventually(lambda: inbox.for_incident(operator.number))
+    state = await handle_of(client, operator.number).query(IncidentWorkflow.state)
+    assert len(state.alerts) == 2

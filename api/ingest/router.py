@@ -42,7 +42,7 @@ async def enqueue(event: PagerDutyEvent, state: StateDep, integration: RoutingKe
     elif event.event_action == "acknowledge":
         assert event.dedup_key
         dedup_key = event.dedup_key
-        number = await state.delivery.acknowledge_by_dedup_key(integration, dedup_key)
+        number = await service.acknowledge_by_dedup_key(state, integration, dedup_key)
         message = f"Event processed: INC-{number} acknowledged" if number else "Event processed: no open alert with this dedup_key"
     else:
         assert event.dedup_key

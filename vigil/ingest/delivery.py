@@ -95,6 +95,14 @@ class IncidentClosedError(Exception):
     """The group's incident stopped taking alerts between our read and our update."""
 
 
+class IncidentNotStarted(Exception):
+    """The incident's workflow has not started yet (its alerts wait in the outbox); the caller retries."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__(f"INC-{number} has no running workflow yet; retry shortly")
+        self.number = number
+
+
 class GroupKeptClosing(Exception):
     """A group's incident closed under us on every attempt; the sender should retry."""
 
@@ -511,6 +519,12 @@ class Delivery:
             if isinstance(err.cause, ApplicationError) and err.cause.type == "IncidentClosed":
                 return number
             raise
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            # No workflow to tell: not started yet (the outbox delivers the resolved status with its start),
+            # or ended outside Vigil (the reconciler reports it). The row says resolved either way.
+            return number
         await asyncio.to_thread(self._mark_delivered, number, [alert])
         return number
 
@@ -538,7 +552,17 @@ class Delivery:
         except WorkflowUpdateFailedError as err:
             if not (isinstance(err.cause, ApplicationError) and err.cause.type == "InvalidTransition"):
                 raise
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            if await asyncio.to_thread(self._never_delivered, number):
+                raise IncidentNotStarted(number) from err
+            return None  # its workflow ended outside Vigil: nothing to acknowledge (the reconciler reports it)
         return number
+
+    def _never_delivered(self, number: int) -> bool:
+        with self.sessions() as session:
+            return not store.has_delivered(session, number=number)
 
     def _open_incident_of(self, integration: IntegrationInfo, dedup_key: str) -> int | None:
         with self.sessions() as session:

@@ -263,6 +263,13 @@ def record_refusal(
     return dead
 
 
+def has_delivered(session: Session, *, number: int) -> bool:
+    """Whether any alert of the incident reached its workflow (so the workflow has existed)."""
+    return session.scalar(
+        select(AlertRow.id).where(AlertRow.incident_number == number, AlertRow.delivered_status.is_not(None)).limit(1)
+    ) is not None
+
+
 def release_group(session: Session, *, key: str, number: int) -> None:
     """The workflow refused new alerts (closed): free the key so the next attempt opens a new incident."""
     session.execute(delete(IncidentGroup).where(IncidentGroup.group_key == key, IncidentGroup.incident_number == number))
