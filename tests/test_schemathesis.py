@@ -47,6 +47,9 @@ def fuzz(base_url: str, headers: dict[str, str], integration_key: str | None) ->
     # Revoking keys last: a random id may be the run's own admin key, and every later request would be a 401.
     operations.sort(key=lambda op: op.method.upper() == "DELETE" and "/keys/" in op.path)
     for operation in operations:
+        # /readyz answers 503 when a check fails or times out, as documented (a busy CI machine can make a check
+        # miss its deadline): the answer must conform, but a 503 there is the contract, not a server error.
+        checks = [c for c in CHECKS if c is not not_a_server_error] if operation.path == "/readyz" else CHECKS
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
             @hypothesis.seed(SEED)
@@ -60,7 +63,7 @@ def fuzz(base_url: str, headers: dict[str, str], integration_key: str | None) ->
                 sent += 1
                 sent_headers = _keys(case, headers, integration_key)
                 try:
-                    response = case.call_and_validate(base_url=base_url, headers=sent_headers, checks=CHECKS,
+                    response = case.call_and_validate(base_url=base_url, headers=sent_headers, checks=checks,
                                                       timeout=30)
                     if response.status_code < 300:
                         accepted[operation.label] += 1
