@@ -64,10 +64,10 @@ def bounded(text: str, limit: int) -> str:
 
 
 def as_utc(value: datetime | None) -> datetime | None:
-    """A time without a zone is read as UTC (README, "What senders may post"); others are converted to UTC."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    """A time without a zone is read as UTC (README, "What senders may post"); an aware one is kept as it is."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
 
 
 def _text(value: str, limit: int) -> str:
@@ -88,27 +88,31 @@ def _mapping(values: dict[str, str], *, value_limit: int, total_limit: int) -> t
     return out, dropped
 
 
+def _over(values: dict[str, str], value_limit: int, total_limit: int) -> bool:
+    total = 0
+    for k, v in values.items():
+        if len(k) > MAX_LABEL_NAME or len(v) > value_limit:
+            return True
+        total += len(k) + len(v)
+    return total > total_limit
+
+
 def _needs_fitting(alert: Alert) -> bool:
     """The hot path: a storm's alerts are short and clean, and a quick scan says so."""
-    texts = [alert.fingerprint, alert.summary, alert.service, alert.source, alert.url or "", alert.raw_severity or ""]
-    texts += alert.labels.keys()
-    texts += alert.labels.values()
-    texts += alert.annotations.keys()
-    texts += alert.annotations.values()
-    joined = "".join(texts)
-    if _UNENCODABLE.search(joined):
-        return True
-    if sum(len(k) + len(v) for k, v in alert.labels.items()) > MAX_LABELS_CHARS:
-        return True
-    if sum(len(k) + len(v) for k, v in alert.annotations.items()) > MAX_ANNOTATIONS_CHARS:
-        return True
-    return (
+    url, raw = alert.url or "", alert.raw_severity or ""
+    if (
         len(alert.fingerprint) > MAX_FINGERPRINT or len(alert.summary) > MAX_SUMMARY
-        or len(alert.service) > MAX_SERVICE or len(alert.source) > MAX_SOURCE or len(alert.url or "") > MAX_URL
-        or len(alert.raw_severity or "") > MAX_SEVERITY_NAME
-        or any(len(k) > MAX_LABEL_NAME or len(v) > MAX_LABEL_VALUE for k, v in alert.labels.items())
-        or any(len(k) > MAX_LABEL_NAME or len(v) > MAX_ANNOTATION_VALUE for k, v in alert.annotations.items())
-    )
+        or len(alert.service) > MAX_SERVICE or len(alert.source) > MAX_SOURCE or len(url) > MAX_URL
+        or len(raw) > MAX_SEVERITY_NAME
+        or _over(alert.labels, MAX_LABEL_VALUE, MAX_LABELS_CHARS)
+        or _over(alert.annotations, MAX_ANNOTATION_VALUE, MAX_ANNOTATIONS_CHARS)
+    ):
+        return True
+    joined = "".join((
+        alert.fingerprint, alert.summary, alert.service, alert.source, url, raw,
+        *alert.labels.keys(), *alert.labels.values(), *alert.annotations.keys(), *alert.annotations.values(),
+    ))
+    return _UNENCODABLE.search(joined) is not None
 
 
 def fit_alert(alert: Alert, *, keep_fingerprint: bool = False) -> Alert:
