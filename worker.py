@@ -20,7 +20,7 @@ from activities.channels import EmailSender
 from activities.jira import JiraActivities
 from activities.lifecycle import LifecycleActivities
 from activities.notify import Links, NotifyActivities
-from activities.reconcile import ReconcileActivities
+from activities.reconcile import ReconcileActivities, ReconcilerActivities
 from activities.store import StoreActivities
 from vigil import crypto
 from vigil.bootstrap import ack_link_secret
@@ -32,10 +32,10 @@ from vigil.logging import configure_logging, get_logger
 from vigil.settings import Settings, get_settings
 from vigil.temporal import connect
 from vigil.ingest.delivery import Delivery
-from vigil.schedules import ensure_reconcile_schedule
+from vigil.reconciler import ensure_reconciler
 from workflows.incident import IncidentWorkflow
 from workflows.jira_sync import JiraSyncWorkflow
-from workflows.reconcile import OutboxReconcileWorkflow
+from workflows.reconcile import OutboxReconcileWorkflow, ReconcilerWorkflow
 
 log = get_logger("vigil.worker")
 
@@ -55,12 +55,13 @@ def build_worker(
     delivery = Delivery(sessions, settings, _constant(client))
     reconcile = ReconcileActivities(delivery)
     lifecycle = LifecycleActivities(sessions, _constant(client), delivery)
+    reconciler = ReconcilerActivities(reconcile, lifecycle)
     notify = build_notify(settings, sessions, sms=sms, ivr=ivr)
     jira = JiraActivities(sessions, settings.jira)
     return Worker(
         client,
         task_queue=settings.temporal.task_queue,
-        workflows=[IncidentWorkflow, OutboxReconcileWorkflow, JiraSyncWorkflow],
+        workflows=[IncidentWorkflow, OutboxReconcileWorkflow, ReconcilerWorkflow, JiraSyncWorkflow],
         activities=[
             store.load_escalation_policy,
             store.freeze_escalation_policy,
@@ -73,6 +74,7 @@ def build_worker(
             lifecycle.cancel_request,
             lifecycle.check_ended_incidents,
             lifecycle.close_lost_attempts,
+            reconciler.reconcile_continuously,
         ],
         activity_executor=executor,
         max_concurrent_activities=settings.worker.max_concurrent_activities,
@@ -130,7 +132,7 @@ async def main() -> None:
         loop.add_signal_handler(sig, stop.set)
     with ThreadPoolExecutor(max_workers=settings.worker.max_concurrent_activities) as executor:
         worker = build_worker(client, settings, session_factory(engine), executor)
-        await ensure_reconcile_schedule(client, settings)
+        await ensure_reconciler(client, settings)
         log.info("worker started", task_queue=settings.temporal.task_queue, temporal=settings.temporal.address,
                  jira=_jira_state(settings))
         async with worker:

@@ -20,7 +20,7 @@ from tests.flows import handle_of, trigger
 from tests.helpers import eventually, pd_event
 from tests.servers import RestartableServer
 from vigil.models import AlertRow, Incident, TimelineEvent
-from vigil.schedules import ensure_reconcile_schedule
+from vigil.reconciler import ensure_reconciler
 from vigil.settings import Settings
 from workflows.incident import IncidentWorkflow
 
@@ -60,7 +60,7 @@ async def test_alerts_posted_during_a_temporal_outage_reach_their_incidents_exac
     server: RestartableServer, api: httpx.AsyncClient, worker: None, keys: Keys, client: Client,
     settings: Settings, sessions: sessionmaker[Session],
 ) -> None:
-    await ensure_reconcile_schedule(client, settings)
+    await ensure_reconciler(client, settings)
     existing = await trigger(api, keys, dedup_key="before-outage", component="checkout", klass="Errors")
 
     await server.stop()

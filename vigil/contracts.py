@@ -485,6 +485,27 @@ class ReconcileInput(BaseModel):
     max_incidents: int = 200
 
 
+class ReconcilerInput(BaseModel):
+    """The long-lived reconciler: a pass every `every_seconds`, in activities of `activity_seconds` each."""
+
+    every_seconds: float = 10.0
+    activity_seconds: float = 3600.0
+    max_incidents: int = 200
+
+
+class ReconcilerResult(BaseModel):
+    """What one long activity's passes did, in all."""
+
+    passes: int = 0
+    failed_passes: int = 0
+    delivered: int = 0
+    rerouted: int = 0
+    released: int = 0
+    dead_lettered: int = 0
+    ended: int = 0
+    lost: int = 0
+
+
 class ReconcileResult(BaseModel):
     incidents: int = 0
     delivered: int = 0

@@ -1,5 +1,7 @@
-"""OutboxReconcileWorkflow: started by a Temporal Schedule every few seconds: redeliver the outbox, then look
-for incidents whose workflow ended outside Vigil. Visible in the UI."""
+"""The reconciler: redeliver the outbox, find incidents whose workflow ended outside Vigil, close lost page
+attempts. ReconcilerWorkflow runs it continuously (one long-lived workflow); OutboxReconcileWorkflow is one pass,
+for running by hand (`temporal workflow start --type OutboxReconcileWorkflow ...`) and for deployments whose
+Temporal Schedule still starts it."""
 
 from __future__ import annotations
 
@@ -11,8 +13,8 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.lifecycle import LifecycleActivities
-    from activities.reconcile import ReconcileActivities
-    from vigil.contracts import EndedCheckInput, ReconcileInput, ReconcileResult
+    from activities.reconcile import ReconcileActivities, ReconcilerActivities
+    from vigil.contracts import EndedCheckInput, ReconcileInput, ReconcileResult, ReconcilerInput
 
 # Marks runs that also look for incidents whose workflow ended outside Vigil.
 ENDED_CHECK_PATCH = "ended-workflow-check"
@@ -64,3 +66,32 @@ class OutboxReconcileWorkflow:
         if failed is not None:
             raise failed
         return result
+
+
+@workflow.defn
+class ReconcilerWorkflow:
+    """The one long-lived reconciler (`vigil-reconciler-<task queue>`), started by every worker if missing.
+
+    Its passes run inside long heartbeating activities, so it adds one entry to the workflow list, not one
+    run every few seconds; a worker that dies mid-activity is replaced within the heartbeat timeout.
+    """
+
+    @workflow.run
+    async def run(self, inp: ReconcilerInput) -> None:
+        while not workflow.info().is_continue_as_new_suggested():
+            done = await workflow.execute_activity_method(
+                ReconcilerActivities.reconcile_continuously,
+                inp,
+                start_to_close_timeout=timedelta(seconds=inp.activity_seconds) + timedelta(minutes=10),
+                heartbeat_timeout=timedelta(seconds=30),
+                # Unlimited: the reconciler must outlive any outage; capped so it is back soon after one.
+                retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)),
+                summary=f"reconcile every {inp.every_seconds:g}s: outbox, ended workflows, lost attempts",
+            )
+            workflow.set_current_details(
+                f"last {inp.activity_seconds / 60:g} min: {done.passes} passes ({done.failed_passes} failed), "
+                f"{done.delivered} alerts redelivered, {done.rerouted} rerouted, {done.released} released from "
+                f"silences, {done.dead_lettered} dead-lettered, {done.ended} workflows found ended, "
+                f"{done.lost} attempts closed as lost"
+            )
+        workflow.continue_as_new(inp)
