@@ -51,9 +51,13 @@ class ReconcilerActivities:
             if time.monotonic() >= deadline:
                 return total
             next_pass = time.monotonic() + inp.every_seconds
-            while (left := next_pass - time.monotonic()) > 0:  # cancellable: a worker shutdown ends it here
-                await asyncio.sleep(min(left, HEARTBEAT_SECONDS))
-                activity.heartbeat(total.passes)
+            while (left := next_pass - time.monotonic()) > 0:
+                try:
+                    await asyncio.wait_for(activity.wait_for_worker_shutdown(), min(left, HEARTBEAT_SECONDS))
+                except asyncio.TimeoutError:
+                    activity.heartbeat(total.passes)
+                else:  # this worker is stopping: end now, so the next activity runs on a worker that stays
+                    return total
 
     async def _pass(self, inp: ReconcilerInput, total: ReconcilerResult) -> None:
         """One pass; a failing pass is logged and counted, never the end of the reconciler."""
