@@ -402,8 +402,8 @@ class Delivery:
     async def redeliver_outbox(self, *, max_incidents: int = 200) -> RedeliveryResult:
         """Deliver every stored-but-undelivered alert: oldest first, one update per incident.
 
-        Runs from a Temporal Schedule, so alerts accepted while Temporal was down reach their incidents
-        even if the sender never retries. A second delivery of the same alert is a no-op in the workflow.
+        Runs from the reconciler every few seconds, so alerts accepted while Temporal was down reach their
+        incidents even if the sender never retries. A second delivery of the same alert is a no-op in the workflow.
         Each incident is delivered on its own: a refusal is isolated to its alert (and dead-lettered past
         the limit), and an incident whose workflow does not answer waits for the next run. Only a Temporal
         outage stops the run, since then every delivery would fail alike.
@@ -416,7 +416,13 @@ class Delivery:
             async with gate:
                 await self._redeliver_incident(incident, integration, result)
 
-        await asyncio.gather(*(one(i, integ) for i, integ in await asyncio.to_thread(self._outbox, max_incidents)))
+        outbox = await asyncio.to_thread(self._outbox, max_incidents)
+        # Every incident's delivery finishes (none is left running behind the caller's back); then the first
+        # outage, if any, is raised for the reconciler to see.
+        done = await asyncio.gather(*(one(i, integ) for i, integ in outbox), return_exceptions=True)
+        failed = [err for err in done if isinstance(err, BaseException)]
+        if failed:
+            raise failed[0]
         return result
 
     async def _redeliver_incident(
