@@ -33,10 +33,10 @@ $(STAMP): pyproject.toml
 	touch $@
 
 run: venv
-	$(BIN)/python -m vigil.devrun
+	$(BIN)/python -m devtools.devrun
 
 temporal: venv
-	$(BIN)/python -m vigil.devrun --temporal-only
+	$(BIN)/python -m devtools.devrun --temporal-only
 
 # Installs missing packages as root or with passwordless sudo; otherwise fails and says what to install.
 debian-packages:

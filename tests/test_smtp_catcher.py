@@ -12,7 +12,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import TypeVar
 
-from vigil.smtp_catcher import make_controller
+from devtools.smtp_catcher import make_controller
 
 T = TypeVar("T")
 

@@ -258,7 +258,7 @@ def start_smtp_catcher(sup: Supervisor, data_dir: Path) -> None:
         log(f"something already listens on {smtp.host}:{smtp.port}; not starting the SMTP catcher")
     else:
         sup.start("smtp", [
-            sys.executable, "-m", "vigil.smtp_catcher",
+            sys.executable, "-m", "devtools.smtp_catcher",
             "--host", smtp.host, "--port", str(smtp.port), "--outbox", str(data_dir / "outbox"),
         ])
 
@@ -333,7 +333,7 @@ def bring_up(sup: Supervisor, temporal_only: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run until Ctrl-C/SIGTERM (exit 0) or until something fails (exit 1)."""
     parser = argparse.ArgumentParser(
-        prog="python -m vigil.devrun",
+        prog="python -m devtools.devrun",
         description=__doc__,
         epilog="Addresses and ports come from the VIGIL_* settings (VIGIL_DATA_DIR, VIGIL_TEMPORAL_ADDRESS, "
         "VIGIL_TEMPORAL_UI_URL, VIGIL_API_HOST/PORT, VIGIL_SMTP_HOST/PORT); children inherit them.",

@@ -72,7 +72,7 @@ def make_controller(outbox: Path, host: str = "127.0.0.1", port: int = 1025) -> 
 def main(argv: list[str] | None = None) -> int:
     """Run the catcher until SIGINT or SIGTERM."""
     smtp = SmtpSettings()
-    parser = argparse.ArgumentParser(prog="python -m vigil.smtp_catcher", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devtools.smtp_catcher", description=__doc__)
     parser.add_argument("--host", default=smtp.host, help="default: VIGIL_SMTP_HOST or 127.0.0.1")
     parser.add_argument("--port", type=int, default=smtp.port, help="default: VIGIL_SMTP_PORT or 1025")
     parser.add_argument("--outbox", type=Path, default=outbox_dir(CoreSettings().data_dir))
