@@ -18,7 +18,7 @@ from tests.flows import activity_summaries, attempts, current_details, handle_of
 from tests.helpers import eventually
 from tests.provider_server import ProviderServer
 from vigil.bootstrap import ack_link_secret
-from vigil.models import utcnow
+from vigil.models import NotificationAttempt, utcnow
 from vigil.providers.acklinks import make_token
 from vigil.settings import Settings
 from workflows.incident import IncidentWorkflow
@@ -251,3 +251,31 @@ async def test_failed_notifications_are_listed(
     # Refused for good: the ladder escalates to the call at once, and the SMS is not tried again.
     await eventually(lambda: len(sent(provider, "ivr")) == 1)
     assert sent(provider, "sms") == [] and provider.key_counts()[f"INC-{number}/r0s1/sms/{PHONE}"] == 1
+
+
+async def test_a_callback_that_arrives_before_its_send_is_recorded_is_retried_not_lost(
+    api: httpx.AsyncClient, worker: None, keys: Keys, provider: ProviderServer, sessions: sessionmaker[Session],
+) -> None:
+    """A fast provider can call back before the worker has recorded the message id it answered; "ignored"
+    would drop a receipt (or an unanswered call's retry). While a send is in flight it is a 503 to retry."""
+    number = await trigger(api, keys, dedup_key="early-callback")
+    with sessions.begin() as session:  # the SMS is at the provider; its answer is not recorded yet
+        row = NotificationAttempt(
+            incident_number=number, idempotency_key=f"INC-{number}/r0s1/sms/{PHONE}", attempt=1, step="sms on-call",
+            channel="sms", target=PHONE, provider="middleware", status="sending", started_at=utcnow(),
+        )
+        session.add(row)
+        session.flush()
+        row_id = row.id
+    receipt = {"event_id": "early-1", "type": "delivered", "message_id": "msg-early"}
+    early = await provider.callback(CALLBACKS, receipt, client=api)
+    assert early.status_code == 503 and early.headers["Retry-After"] == "2", early.text
+    with sessions.begin() as session:  # the worker records what the provider answered
+        recorded = session.get_one(NotificationAttempt, row_id)
+        recorded.status, recorded.provider_message_id = "sent", "msg-early"
+    retried = await provider.callback(CALLBACKS, receipt, client=api)
+    assert retried.status_code == 200 and retried.json()["status"] == "applied", retried.text
+    # Nothing in flight: an unknown message is ignored with a 200, which the provider must not retry.
+    unknown = await provider.callback(CALLBACKS, {"event_id": "unknown-1", "type": "delivered", "message_id": "nope"},
+                                      client=api)
+    assert unknown.status_code == 200 and unknown.json()["status"] == "ignored"

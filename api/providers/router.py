@@ -85,10 +85,20 @@ async def callback(name: str, request: Request, state: StateDep) -> CallbackResu
     return result
 
 
+async def _unknown_yet(name: str, state) -> None:  # noqa: ANN001
+    """503 while one of this provider's sends is in flight: a fast provider's callback can arrive before the
+    worker has recorded the message id it answered, and "ignored" would lose it (an unanswered call would
+    never be placed again). The provider retries until a 2xx (docs/providers.md); the event is not recorded."""
+    if await asyncio.to_thread(service.send_in_flight, state.sessions, name):
+        raise ApiError(503, "not_recorded_yet", "no notification with that message id yet; a send is still being "
+                       "recorded: retry", headers={"Retry-After": "2"})
+
+
 async def _apply(name: str, event: ProviderCallback, state, client) -> CallbackResult:  # noqa: ANN001
     if event.type in RECEIPTS:
         page = await asyncio.to_thread(service.record_receipt, state.sessions, event)
         if page is None:
+            await _unknown_yet(name, state)
             return CallbackResult(status="ignored", detail="no notification with that message id or key")
         number, key = page
         handle = client.get_workflow_handle(workflow_id(number))
@@ -107,6 +117,7 @@ async def _apply(name: str, event: ProviderCallback, state, client) -> CallbackR
     if event.type == CallbackType.ivr_keypress:
         page = await asyncio.to_thread(service.find_page, state.sessions, event)
         if page is None:
+            await _unknown_yet(name, state)
             return CallbackResult(status="ignored", detail="no call with that message id or key")
         if (event.digits or "").strip() != ACK_DIGIT:
             return CallbackResult(status="ignored", incident=f"INC-{page.incident_number}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -52,6 +53,20 @@ def find_page(sessions: sessionmaker[Session], event: ProviderCallback) -> Notif
         else:
             query = query.where(NotificationAttempt.provider_message_id == event.message_id)
         return session.scalar(query)
+
+
+IN_FLIGHT = timedelta(minutes=2)  # past this, a send still `sending` is lost, not in flight (the reconciler)
+
+
+def send_in_flight(sessions: sessionmaker[Session], provider: str) -> bool:
+    """Whether a send through `provider` started recently and has no recorded outcome yet."""
+    with sessions() as session:
+        return session.scalar(
+            select(NotificationAttempt.id).where(
+                NotificationAttempt.provider == provider, NotificationAttempt.status == "sending",
+                NotificationAttempt.started_at > utcnow() - IN_FLIGHT,
+            ).limit(1)
+        ) is not None
 
 
 def record_receipt(sessions: sessionmaker[Session], event: ProviderCallback) -> tuple[int, str] | None:
