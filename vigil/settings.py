@@ -168,7 +168,7 @@ class WorkerSettings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     max_concurrent_activities: int = 50
     outbox_reconcile_seconds: int = Field(
-        default=10, gt=0, description="How often the outbox reconciler redelivers stored, undelivered alerts."
+        default=10, gt=0, description="How often the reconciler runs a pass (outbox redelivery, ended workflows, lost attempts)."
     )
 
 
