@@ -15,6 +15,7 @@ from vigil.contracts import Channel, NotifyInput
 from vigil.logging import get_logger
 from vigil.providers import PermanentDeliveryError
 from vigil.settings import SmtpSettings
+from vigil.contracts import incident_ref
 
 __all__ = ["EmailSender", "PermanentDeliveryError", "SmtpLoginRefused", "short_text"]
 log = get_logger(__name__)
@@ -27,7 +28,7 @@ TEMPLATES = Environment(
 
 def short_text(inp: NotifyInput) -> str:
     """The SMS / IVR text: short, it names the incident and says how to acknowledge from the phone."""
-    head = f"[Vigil] INC-{inp.number} {inp.severity.value.upper()} {inp.service}: {inp.title}"[:240]
+    head = f"[Vigil] {incident_ref(inp.number)} {inp.severity.value.upper()} {inp.service}: {inp.title}"[:240]
     how = "Press 1 to acknowledge." if inp.target_channel == Channel.ivr else f"Reply ACK {inp.number} to acknowledge."
     return f"{head} {how}"
 
@@ -60,13 +61,13 @@ class EmailSender:
         self.settings = settings
 
     def render(self, inp: NotifyInput, ack_url: str | None = None) -> EmailMessage:
-        ctx = {"n": inp, "ref": f"INC-{inp.number}", "ack_url": ack_url}
+        ctx = {"n": inp, "ref": incident_ref(inp.number), "ack_url": ack_url}
         msg = EmailMessage()
-        msg["Subject"] = f"[Vigil] INC-{inp.number} [{inp.severity.value}] {inp.service}: {inp.title}"
+        msg["Subject"] = f"[Vigil] {incident_ref(inp.number)} [{inp.severity.value}] {inp.service}: {inp.title}"
         msg["From"] = self.settings.from_addr
         msg["To"] = inp.address
         msg["Message-ID"] = message_id(inp.idempotency_key, self.settings.from_addr)
-        msg["X-Vigil-Incident"] = f"INC-{inp.number}"
+        msg["X-Vigil-Incident"] = incident_ref(inp.number)
         msg["X-Vigil-Idempotency-Key"] = inp.idempotency_key
         msg.set_content(TEMPLATES.get_template("incident_email.txt.j2").render(ctx))
         msg.add_alternative(TEMPLATES.get_template("incident_email.html.j2").render(ctx), subtype="html")
@@ -98,7 +99,7 @@ class EmailSender:
             refused = SmtpLoginRefused(err.smtp_code, err.smtp_error)
             log.error(
                 "smtp login refused; check VIGIL_SMTP_USERNAME and VIGIL_SMTP_PASSWORD",
-                integration=self.name, incident=f"INC-{inp.number}", host=s.host, port=s.port,
+                integration=self.name, incident=incident_ref(inp.number), host=s.host, port=s.port,
                 username=s.username, reply=refused.reply,
             )
             raise refused from err

@@ -20,6 +20,7 @@ from vigil.contracts import JiraCallInput, JiraCallResult, JiraIssueFields, Jira
 from vigil.logging import get_logger
 from vigil.models import Incident, JiraIssue, JiraSyncEntry, utcnow
 from vigil.settings import JiraSettings
+from vigil.contracts import incident_ref
 
 log = get_logger(__name__)
 REJECTED = "JiraRejected"  # a 400/403/404: retrying cannot help; recorded and skipped
@@ -27,7 +28,7 @@ PERMANENT_STATUSES = {400, 403, 404, 410}  # 410: an API Jira removed (a client/
 
 
 def label(number: int) -> str:
-    return f"vigil-INC-{number}"
+    return f"vigil-{incident_ref(number)}"
 
 
 def make_client(settings: JiraSettings) -> JIRA:
@@ -127,7 +128,7 @@ class JiraActivities:
         found = client.search_issues(f'labels = "{label(number)}"', maxResults=1, fields="key")
         if found:
             key = found[0].key
-            log.warning("jira issue found by label; recording it", incident=f"INC-{number}", jira_key=key)
+            log.warning("jira issue found by label; recording it", incident=incident_ref(number), jira_key=key)
         else:
             key = client.create_issue(fields=self._fields(inp.project_key, inp.issue), prefetch=False).key
         self._record_key(number, key)
@@ -140,9 +141,9 @@ class JiraActivities:
         return {
             "project": {"key": project_key},
             "issuetype": {"name": self.settings.issue_type},
-            "summary": f"INC-{issue.number} [{issue.severity.value}] {issue.service}: {issue.title}"[:250],
+            "summary": f"{incident_ref(issue.number)} [{issue.severity.value}] {issue.service}: {issue.title}"[:250],
             "description": (
-                f"Vigil incident *INC-{issue.number}* ({issue.severity.value}, service {issue.service}).\n\n"
+                f"Vigil incident *{incident_ref(issue.number)}* ({issue.severity.value}, service {issue.service}).\n\n"
                 f"h3. Alerts\n{firing}\n\n"
                 f"* Vigil: {issue.incident_url}\n* Temporal UI: {issue.temporal_url}\n"
             ),
@@ -165,7 +166,7 @@ class JiraActivities:
         """Best effort, like the notification log: a DB outage costs the row, not the sync."""
         latency = int((time.monotonic() - started) * 1000)
         attempt = activity.info().attempt
-        log.info("jira call", incident=f"INC-{inp.issue.number}", operation=operation, jira_key=key, status=status,
+        log.info("jira call", incident=incident_ref(inp.issue.number), operation=operation, jira_key=key, status=status,
                  error=error, latency_ms=latency, attempt=attempt)
         try:
             with self.sessions.begin() as session:
@@ -175,7 +176,7 @@ class JiraActivities:
                     created_at=utcnow(),
                 ))
         except SQLAlchemyError as err:
-            log.error("jira sync log unavailable", incident=f"INC-{inp.issue.number}", error=str(err))
+            log.error("jira sync log unavailable", incident=incident_ref(inp.issue.number), error=str(err))
 
 
 def _describe(err: JIRAError) -> str:

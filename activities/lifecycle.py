@@ -30,6 +30,7 @@ from vigil.ingest.delivery import Delivery
 from vigil.logging import get_logger
 from vigil.ingest.store import in_outbox
 from vigil.models import AlertRow, Incident, IncidentGroup, NotificationAttempt, TimelineEvent, utcnow
+from vigil.contracts import incident_ref, workflow_id
 
 log = get_logger(__name__)
 # How an ended workflow shows in the API (`workflow_status`); Running, Completed and ContinuedAsNew are not ended.
@@ -91,7 +92,7 @@ class LifecycleActivities:
         result = EndedCheckResult(checked=len(ended))
         for number in still_open:
             status, run_id = ended[number]
-            how = await _how_it_ended(client, f"INC-{number}", run_id)
+            how = await _how_it_ended(client, workflow_id(number), run_id)
             message = (
                 f"Workflow {status} outside Vigil{how}: nothing pages for this incident any more. "
                 "A new alert of its group opens a new incident."
@@ -114,18 +115,18 @@ class LifecycleActivities:
         # Paging first: the key deduplicates, so a crash before the row is marked still pages only once.
         wording = "never started" if status == NEVER_STARTED else f"was {status} outside Vigil"
         operator = await self.delivery.page_operator(
-            key=f"workflow-ended/INC-{number}",
-            summary=f"INC-{number}'s workflow {wording}: nothing pages for it",
+            key=f"workflow-ended/{incident_ref(number)}",
+            summary=f"{incident_ref(number)}'s workflow {wording}: nothing pages for it",
             details={
-                "incident": f"INC-{number}", "workflow_status": status, "detail": message,
+                "incident": incident_ref(number), "workflow_status": status, "detail": message,
                 "runbook": "docs/runbook.md#incidents-whose-workflow-ended-outside-vigil",
             },
         )
         if operator is not None:
-            message += f" The operator was paged (INC-{operator})."
+            message += f" The operator was paged ({incident_ref(operator)})."
         marked = await asyncio.to_thread(self._mark_ended, number, status, message)
         if marked:
-            log.error("incident workflow ended outside Vigil", incident=f"INC-{number}", workflow_status=status,
+            log.error("incident workflow ended outside Vigil", incident=incident_ref(number), workflow_status=status,
                       operator_incident=operator)
         return marked
 
@@ -192,7 +193,7 @@ class LifecycleActivities:
 
 async def _workflow_exists(client: Client, number: int) -> bool:
     try:
-        await client.get_workflow_handle(f"INC-{number}").describe()
+        await client.get_workflow_handle(workflow_id(number)).describe()
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             return False

@@ -24,6 +24,7 @@ from vigil.models import NotificationAttempt, Webhook, utcnow
 from vigil.providers import OutboundMessage, PermanentDeliveryError, PhoneProvider, TransientDeliveryError
 from vigil.providers.acklinks import make_token
 from vigil.providers.webhook import WebhookIncident, WebhookMessage, WebhookSender
+from vigil.contracts import incident_ref, workflow_id
 
 log = get_logger(__name__)
 # The workflow's heartbeat timeout for a page (workflows/ladder.py) is several of these: a live worker is never
@@ -97,7 +98,7 @@ class NotifyActivities:
         """Deliver one page; every attempt is written before and after sending."""
         info = activity.info()
         channel = inp.target_channel
-        bound = log.bind(incident=f"INC-{inp.number}", workflow_id=info.workflow_id, attempt=info.attempt)
+        bound = log.bind(incident=incident_ref(inp.number), workflow_id=info.workflow_id, attempt=info.attempt)
         with heartbeating():
             if info.attempt > 1 and (recorded := self._recorded_send(inp)) is not None:
                 # The worker that sent it died before Temporal heard back: the page went out once already.
@@ -138,7 +139,7 @@ class NotifyActivities:
             return self._send_webhook(inp)
         message = OutboundMessage(
             channel=channel.value, to=inp.address, text=short_text(inp), idempotency_key=inp.idempotency_key,
-            incident=f"INC-{inp.number}", ack_code=str(inp.number), callback_url=self.links.callback_url,
+            incident=incident_ref(inp.number), ack_code=str(inp.number), callback_url=self.links.callback_url,
         )
         return self.phones[channel].send(message).message_id
 
@@ -156,7 +157,7 @@ class NotifyActivities:
         )
         message = WebhookMessage(
             url=url, secret=secret, idempotency_key=inp.idempotency_key, incident=incident,
-            text=f"[Vigil] INC-{inp.number} {inp.severity.value.upper()} {inp.service}: {inp.title}",
+            text=f"[Vigil] {incident_ref(inp.number)} {inp.severity.value.upper()} {inp.service}: {inp.title}",
         )
         return self.webhook.send(message).message_id
 
@@ -165,7 +166,7 @@ class NotifyActivities:
         try:
             return self._insert_attempt(inp, attempt, provider)
         except SQLAlchemyError as err:
-            log.error("notification log unavailable; paging anyway", incident=f"INC-{inp.number}", error=str(err))
+            log.error("notification log unavailable; paging anyway", incident=incident_ref(inp.number), error=str(err))
             return None
 
     def _recorded_send(self, inp: NotifyInput) -> tuple[str | None] | None:
@@ -181,7 +182,7 @@ class NotifyActivities:
                 ).first()
         except SQLAlchemyError as err:
             log.error("notification log unavailable; sending without the recorded-send check",
-                      incident=f"INC-{inp.number}", error=str(err))
+                      incident=incident_ref(inp.number), error=str(err))
             return None
         return None if row is None else (row.provider_message_id,)
 
@@ -212,7 +213,7 @@ class NotifyActivities:
     ) -> None:
         NOTIFICATIONS.labels(channel=inp.target_channel.value, status=status).inc()
         log.info(
-            "notification finished", incident=f"INC-{inp.number}", workflow_id=f"INC-{inp.number}",
+            "notification finished", incident=incident_ref(inp.number), workflow_id=workflow_id(inp.number),
             channel=inp.target_channel.value, status=status, provider_message_id=provider_message_id, error=error,
         )
         if row_id is None:
@@ -225,7 +226,7 @@ class NotifyActivities:
                 if status == "sent" and row.receipt is None:
                     self._take_receipt(session, row)
         except SQLAlchemyError as err:
-            log.error("notification log unavailable", incident=f"INC-{inp.number}", error=str(err))
+            log.error("notification log unavailable", incident=incident_ref(inp.number), error=str(err))
 
     @staticmethod
     def _take_receipt(session: Session, row: NotificationAttempt) -> None:

@@ -25,6 +25,7 @@ from vigil.policies import service as policies
 from vigil.logging import get_logger
 from vigil.models import Incident, IncidentGroup, TimelineEvent
 from vigil.settings import EscalationSettings
+from vigil.contracts import incident_ref
 
 log = get_logger(__name__)
 COUNTED_KINDS = {s.value for s in IncidentStatus} | {"reopened"}
@@ -78,10 +79,10 @@ class StoreActivities:
         with self.sessions.begin() as session:
             incident = session.get(Incident, inp.number, with_for_update=True)
             if incident is None:
-                raise RuntimeError(f"INC-{inp.number} has no row yet")  # retried: the API writes it first
+                raise RuntimeError(f"{incident_ref(inp.number)} has no row yet")  # retried: the API writes it first
             if incident.workflow_status is not None:
                 # A late attempt from a run that was terminated: the row says how it ended, and keeps saying it.
-                log.warning("projection of an ended incident dropped", incident=f"INC-{inp.number}",
+                log.warning("projection of an ended incident dropped", incident=incident_ref(inp.number),
                             workflow_status=incident.workflow_status, entries=len(inp.timeline))
                 return
             fields = inp.model_dump(exclude={"number", "timeline"})
@@ -106,7 +107,7 @@ class StoreActivities:
             if entry.kind in COUNTED_KINDS:
                 TRANSITIONS.labels(to=entry.kind).inc()
         log.info(
-            "incident projected", incident=f"INC-{inp.number}", workflow_id=activity.info().workflow_id,
+            "incident projected", incident=incident_ref(inp.number), workflow_id=activity.info().workflow_id,
             status=inp.status.value, entries=len(fresh),
         )
 
@@ -120,6 +121,6 @@ class StoreActivities:
                 )
             )
         log.info(
-            "group released", incident=f"INC-{inp.number}", workflow_id=activity.info().workflow_id,
+            "group released", incident=incident_ref(inp.number), workflow_id=activity.info().workflow_id,
             group_key=inp.group_key,
         )

@@ -96,9 +96,14 @@ BodyId = Annotated[Id, Strict()]
 INCIDENT_ID_RE = re.compile(r"^(?:INC-)?([1-9][0-9]{0,17})$", re.IGNORECASE)
 
 
-def workflow_id(number: int) -> str:
-    """Incidents are addressed as INC-<n> everywhere: API, email, Temporal UI."""
+def incident_ref(number: int) -> str:
+    """The one spelling of an incident: INC-<n>, everywhere (API, email, Jira, Temporal UI, logs)."""
     return f"INC-{number}"
+
+
+def workflow_id(number: int) -> str:
+    """The incident's Temporal workflow id, which is its reference."""
+    return incident_ref(number)
 
 
 def parse_incident_number(ref: str) -> int | None:

@@ -18,6 +18,7 @@ from vigil.contracts import (
     TargetKind,
 )
 from vigil.settings import EscalationSettings
+from vigil.contracts import incident_ref
 
 
 def default_policy(settings: EscalationSettings) -> EscalationPolicy:
@@ -66,12 +67,12 @@ def delivery_key(number: int, ladder_round: int, rung: int, channel: Channel, re
     """`INC-n/r<round>s<rung>/<channel>/<who>`: one page of one rung; stable across activity retries and worker
     crashes, so a provider that honours the key never pages twice. An IVR retry appends `/call<n>`."""
     who = f"{recipient.kind.value}:{recipient.id}" if recipient.id is not None else recipient.address(channel)
-    return f"INC-{number}/r{ladder_round}s{rung}/{channel.value}/{who}"
+    return f"{incident_ref(number)}/r{ladder_round}s{rung}/{channel.value}/{who}"
 
 
 def idempotency_key(number: int, ladder_round: int, step_index: int, step: EscalationStep) -> str:
     """Stable across activity retries, so a provider that honours it never pages twice."""
-    return f"INC-{number}/r{ladder_round}s{step_index}/{step.channel.value}/{step.target}"
+    return f"{incident_ref(number)}/r{ladder_round}s{step_index}/{step.channel.value}/{step.target}"
 
 
 def mask_target(target: str) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Date, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import DateTime, TypeDecorator
+from vigil.contracts import incident_ref
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -155,7 +156,7 @@ class Incident(Base):
 
     @property
     def ref(self) -> str:
-        return f"INC-{self.number}"
+        return incident_ref(self.number)
 
 
 class IncidentGroup(Base):

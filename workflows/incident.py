@@ -11,6 +11,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from vigil.contracts import incident_ref
     from activities.lifecycle import LifecycleActivities
     from activities.notify import NotifyActivities
     from activities.store import StoreActivities
@@ -326,7 +327,7 @@ class IncidentWorkflow(PolicyLadder, JiraLink):
                     step_index=index,
                     ladder_round=self.s.ladder_round,
                     idempotency_key=key,
-                    incident_url=f"{self.inp.public_url}/api/v1/incidents/INC-{self.s.number}",
+                    incident_url=f"{self.inp.public_url}/api/v1/incidents/{incident_ref(self.s.number)}",
                     temporal_url=self._temporal_url(),
                     alerts=self.s.alert_digest(),
                     alert_count=self.s.alert_count,
@@ -409,7 +410,7 @@ class IncidentWorkflow(PolicyLadder, JiraLink):
     def _validate_snooze(self, inp: SnoozeInput) -> None:
         if self.s.status != S.acknowledged or self.s.plan is None:
             raise ApplicationError(
-                f"only an acknowledged incident can be snoozed; INC-{self.s.number} is {self.s.status.value}",
+                f"only an acknowledged incident can be snoozed; {incident_ref(self.s.number)} is {self.s.status.value}",
                 self.s.status.value, type="InvalidTransition", non_retryable=True,
             )
 
@@ -530,7 +531,7 @@ class IncidentWorkflow(PolicyLadder, JiraLink):
 
     def _refuse_if_closed(self) -> None:
         if self._closing or self.s.status == S.closed:
-            raise ApplicationError(f"INC-{self.s.number} is closed", S.closed.value, type="InvalidTransition",
+            raise ApplicationError(f"{incident_ref(self.s.number)} is closed", S.closed.value, type="InvalidTransition",
                                    non_retryable=True)
 
     def _auto_resolve(self, resolution: str) -> None:
@@ -569,7 +570,7 @@ class IncidentWorkflow(PolicyLadder, JiraLink):
     @add_alerts.validator
     def _validate_add_alerts(self, inp: AddAlertsInput) -> None:
         if self._closing or self.s.status == S.closed:
-            raise ApplicationError(f"INC-{self.s.number} is closed", S.closed.value, type="IncidentClosed")
+            raise ApplicationError(f"{incident_ref(self.s.number)} is closed", S.closed.value, type="IncidentClosed")
 
     @workflow.query
     def state(self) -> IncidentState:

@@ -14,6 +14,7 @@ from temporalio.exceptions import FailureError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from vigil.contracts import incident_ref
     from vigil import search_attributes as sa
     from vigil.contracts import (
         JIRA_LINKED,
@@ -37,7 +38,7 @@ SYNCED_STATUSES = (IncidentStatus.acknowledged, IncidentStatus.resolved, Inciden
 
 
 def jira_workflow_id(number: int) -> str:
-    return f"INC-{number}-jira"
+    return f"{incident_ref(number)}-jira"
 
 
 class JiraLink:
@@ -101,7 +102,7 @@ class JiraLink:
             assert target is not None
             issue = JiraIssueFields(
                 number=number, title=self.s.title, severity=self.s.severity, service=self.s.service,
-                incident_url=f"{self.inp.public_url}/api/v1/incidents/INC-{number}",
+                incident_url=f"{self.inp.public_url}/api/v1/incidents/{incident_ref(number)}",
                 temporal_url=self._temporal_url(), alerts=self.s.alert_digest(), alert_count=self.s.alert_count,
             )
             try:
@@ -110,7 +111,7 @@ class JiraLink:
                     JiraSyncInput(project_key=target.project_key, issue=issue, ops=ops),
                     id=jira_workflow_id(number),
                     parent_close_policy=ParentClosePolicy.ABANDON,  # it finishes the sync after the incident
-                    static_summary=f"Jira sync of INC-{number}",
+                    static_summary=f"Jira sync of {incident_ref(number)}",
                 )
                 self._jira_child_up = True
                 return

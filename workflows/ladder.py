@@ -16,6 +16,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from vigil.contracts import incident_ref
     from activities.notify import NotifyActivities
     from activities.store import StoreActivities
     from vigil.contracts import (
@@ -194,7 +195,7 @@ class PolicyLadder:
                 number=self.s.number, title=self.s.title, severity=self.s.severity, service=self.s.service,
                 step_name=d.step, channel=channel, recipient=recipient, call=call, step_index=rung,
                 ladder_round=ladder_round, idempotency_key=d.key,
-                incident_url=f"{self.inp.public_url}/api/v1/incidents/INC-{self.s.number}",
+                incident_url=f"{self.inp.public_url}/api/v1/incidents/{incident_ref(self.s.number)}",
                 temporal_url=self._temporal_url(), alerts=self.s.alert_digest(), alert_count=self.s.alert_count,
             )
             summary = f"{channel.value} → {who}" + (f" (call {call}/{calls})" if calls > 1 else "")

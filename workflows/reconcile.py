@@ -12,6 +12,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from vigil.contracts import incident_ref
     from activities.lifecycle import LifecycleActivities
     from activities.reconcile import ReconcileActivities, ReconcilerActivities
     from vigil.contracts import EndedCheckInput, ReconcileInput, ReconcileResult, ReconcilerInput
@@ -60,7 +61,7 @@ class OutboxReconcileWorkflow:
         workflow.set_current_details(
             f"incidents: {result.incidents}, delivered: {result.delivered}, rerouted: {result.rerouted}, "
             f"released from silences: {result.released}"
-            + (f", workflows ended outside Vigil: {', '.join(f'INC-{n}' for n in ended)}" if ended else "")
+            + (f", workflows ended outside Vigil: {', '.join(incident_ref(n) for n in ended)}" if ended else "")
             + (f", notification attempts closed as lost: {lost}" if lost else "")
         )
         if failed is not None:

@@ -35,6 +35,7 @@ from api.providers import service
 from vigil.bootstrap import ack_link_secret
 from vigil.models import AckLinkUse, Incident, utcnow
 from vigil.providers.acklinks import AckClaim, ExpiredToken, InvalidToken, read_token
+from vigil.contracts import incident_ref
 
 router = APIRouter(prefix="/ack", tags=["acknowledge links"])
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><meta name="robots" content="noindex">
@@ -94,7 +95,7 @@ def _used(state, claim: AckClaim) -> bool:  # noqa: ANN001
 def _title(state, number: int) -> str:  # noqa: ANN001
     with state.sessions() as session:
         row = session.get(Incident, number)
-        return f"INC-{number}: {row.title}" if row else f"INC-{number}"
+        return f"{incident_ref(number)}: {row.title}" if row else incident_ref(number)
 
 
 ERROR_SCHEMA = {"$ref": "#/components/schemas/ErrorResponse"}
@@ -121,7 +122,7 @@ async def confirm_page(token: str, state: StateDep) -> HTMLResponse:
     if await asyncio.to_thread(_used, state, claim):
         return _page(409, "Link already used", "<h1>This acknowledge link was already used</h1>")
     title = escape(await asyncio.to_thread(_title, state, claim.number))
-    return _page(200, f"Acknowledge INC-{claim.number}?", (
+    return _page(200, f"Acknowledge {incident_ref(claim.number)}?", (
         f"<h1>Acknowledge {title}?</h1><p>This stops the escalation for everyone.</p>"
         f'<form method="post"><button type="submit" style="font-size: 1.3em">Acknowledge</button></form>'
     ))

@@ -17,6 +17,7 @@ from api.incidents.schemas import AlertRead
 from vigil.contracts import Id, Offset, parse_incident_number
 from vigil.ingest import store
 from vigil.models import AlertRow, HeldAlert, Incident
+from vigil.contracts import incident_ref
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 MAX_LIMIT = 500
@@ -118,7 +119,7 @@ def _page(session: Session, query: Select, n: int, to_item) -> tuple[int, list[A
 def _attached_item(row: AlertRow, group_key: str) -> AlertItem:
     return AlertItem(
         **AlertRead.model_validate(row).model_dump(), id=row.id, disposition="incident",
-        incident=f"INC-{row.incident_number}", group_key=group_key, starts_at=row.starts_at, ends_at=row.ends_at,
+        incident=incident_ref(row.incident_number), group_key=group_key, starts_at=row.starts_at, ends_at=row.ends_at,
         delivered=row.delivered_status == row.status, delivery_attempts=row.delivery_attempts,
         delivery_error=row.delivery_error, dead_lettered_at=row.dead_lettered_at,
     )
@@ -127,7 +128,7 @@ def _attached_item(row: AlertRow, group_key: str) -> AlertItem:
 def _held_item(row: HeldAlert, group_key: str) -> AlertItem:
     return AlertItem(
         **AlertRead.model_validate(row).model_dump(), id=row.id, disposition=row.disposition,
-        incident=f"INC-{row.released_to}" if row.released_to else None, group_key=group_key,
+        incident=incident_ref(row.released_to) if row.released_to else None, group_key=group_key,
         starts_at=row.starts_at, ends_at=row.ends_at, delivered=row.released_to is not None,
     )
 

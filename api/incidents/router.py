@@ -41,6 +41,7 @@ from vigil.contracts import (
 )
 from vigil.logging import get_logger
 from workflows.incident import IncidentWorkflow
+from vigil.contracts import incident_ref
 
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
 notifications = APIRouter(prefix="/api/v1/notifications", tags=["notifications"])
@@ -178,18 +179,18 @@ async def transition(state, client, ref: str, name: str, update, inp) -> Inciden
             API_TRANSITIONS.labels(transition=name, outcome="refused").inc()
             raise ApiError(
                 409, "invalid_transition",
-                f"cannot {name} INC-{number}: its workflow ended outside Vigil and nothing pages for it; "
+                f"cannot {name} {incident_ref(number)}: its workflow ended outside Vigil and nothing pages for it; "
                 "a new alert of its group opens a new incident",
                 {"current_status": current},
             ) from err
         # Stored while Temporal was unreachable; its workflow starts when its alerts are redelivered.
         raise ApiError(
-            503, "incident_not_started", f"INC-{number} has no running workflow yet; retry shortly",
+            503, "incident_not_started", f"{incident_ref(number)} has no running workflow yet; retry shortly",
             headers={"Retry-After": "5"},
         ) from err
     API_TRANSITIONS.labels(transition=name, outcome="ok").inc()
     live = await state.bounded(handle.query(IncidentWorkflow.state))
-    log.info("incident updated", update=name, incident=f"INC-{number}", workflow_id=handle.id, actor=inp.actor.label())
+    log.info("incident updated", update=name, incident=incident_ref(number), workflow_id=handle.id, actor=inp.actor.label())
     return await asyncio.to_thread(_detail, state, number, live)
 
 

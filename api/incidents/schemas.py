@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 
 from vigil.contracts import IncidentStatus, Severity
 from vigil.urls import mask_url
+from vigil.contracts import incident_ref
 
 
 def _not_blank(value: str) -> str:
@@ -99,7 +100,7 @@ class NotificationRead(BaseModel):
         target = mask_url(row.target) if row.channel == "webhook" else row.target
         return cls.model_validate(
             {**{k: getattr(row, k) for k in cls.model_fields if hasattr(row, k)},
-             "incident": f"INC-{row.incident_number}", "latency_ms": latency, "target": target}
+             "incident": incident_ref(row.incident_number), "latency_ms": latency, "target": target}
         )
 
 

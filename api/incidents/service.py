@@ -20,6 +20,7 @@ from api.incidents.schemas import (
 from vigil.contracts import IncidentState, IncidentStatus, Severity, parse_incident_number
 from vigil.models import AlertRow, Incident, JiraIssue, JiraSyncEntry, NotificationAttempt, TimelineEvent
 from vigil.settings import Settings
+from vigil.contracts import incident_ref, workflow_id
 
 MAX_LIMIT = 200
 
@@ -33,7 +34,7 @@ def number_of(ref: str) -> int:
 
 def temporal_url(settings: Settings, number: int) -> str:
     t = settings.temporal
-    return f"{t.ui_url}/namespaces/{t.namespace}/workflows/INC-{number}"
+    return f"{t.ui_url}/namespaces/{t.namespace}/workflows/{workflow_id(number)}"
 
 
 def summary(settings: Settings, row: Incident) -> IncidentSummary:
@@ -67,7 +68,7 @@ def list_incidents(
 def get_row(*, session: Session, number: int) -> Incident:
     row = session.get(Incident, number)
     if row is None:
-        raise ApiError(404, "not_found", f"INC-{number} does not exist")
+        raise ApiError(404, "not_found", f"{incident_ref(number)} does not exist")
     return row
 
 
@@ -125,6 +126,6 @@ def jira_sync(*, session: Session, settings: Settings, number: int) -> JiraSync:
     )
     base = (settings.jira.url or "").rstrip("/")
     return JiraSync(
-        incident=f"INC-{number}", jira_key=key, issue_url=f"{base}/browse/{key}" if key and base else None,
+        incident=incident_ref(number), jira_key=key, issue_url=f"{base}/browse/{key}" if key and base else None,
         log=[JiraSyncRead.model_validate(r) for r in rows],
     )

@@ -14,6 +14,7 @@ from api.ingest.schemas import AlertmanagerWebhook, IngestResponse, PagerDutyEve
 from api.metrics import ALERTS_INGESTED, INGEST_REQUESTS
 from vigil.logging import get_logger
 from vigil.normalize import from_alertmanager, from_pagerduty
+from vigil.contracts import incident_ref
 
 router = APIRouter(tags=["ingestion"], responses={k: ERROR_RESPONSES[k] for k in (401, 413, 422, 503)})
 log = get_logger(__name__)
@@ -36,19 +37,19 @@ async def enqueue(event: PagerDutyEvent, state: StateDep, integration: RoutingKe
         result = await service.ingest(state, integration, [alert])
         _count("enqueue", result.outcomes)
         if result.incidents:
-            message = f"Event processed: INC-{result.incidents[0]}"
+            message = f"Event processed: {incident_ref(result.incidents[0])}"
         else:  # held: silenced or suppressed, stored and visible in GET /api/v1/alerts
             message = f"Event processed: alert {next(iter(result.outcomes))}"
     elif event.event_action == "acknowledge":
         assert event.dedup_key
         dedup_key = event.dedup_key
         number = await service.acknowledge_by_dedup_key(state, integration, dedup_key)
-        message = f"Event processed: INC-{number} acknowledged" if number else "Event processed: no open alert with this dedup_key"
+        message = f"Event processed: {incident_ref(number)} acknowledged" if number else "Event processed: no open alert with this dedup_key"
     else:
         assert event.dedup_key
         dedup_key = event.dedup_key
         number = await state.delivery.resolve_by_dedup_key(integration, dedup_key)
-        message = f"Event processed: alert resolved in INC-{number}" if number else "Event processed: no open alert with this dedup_key"
+        message = f"Event processed: alert resolved in {incident_ref(number)}" if number else "Event processed: no open alert with this dedup_key"
     INGEST_REQUESTS.labels(endpoint="enqueue", status="202").inc()
     log.info("pagerduty event", action=event.event_action, dedup_key=dedup_key, integration=integration.name)
     return PagerDutyResponse(message=message, dedup_key=dedup_key)
@@ -77,7 +78,7 @@ async def alertmanager(body: AlertmanagerWebhook, state: StateDep, integration: 
     INGEST_REQUESTS.labels(endpoint="alertmanager", status="202").inc()
     log.info("alertmanager webhook", alerts=len(alerts), integration=integration.name, incidents=result.incidents)
     return IngestResponse(
-        alerts=len(alerts), incidents=[f"INC-{n}" for n in result.incidents], outcomes=dict(result.outcomes)
+        alerts=len(alerts), incidents=[incident_ref(n) for n in result.incidents], outcomes=dict(result.outcomes)
     )
 
 

@@ -21,6 +21,7 @@ from vigil.contracts import DELIVERY_RECEIPT, ReceiptInput, ReceiptType, workflo
 from vigil.logging import get_logger
 from vigil.providers.callbacks import ACK_DIGIT, CallbackType, ProviderCallback, parse_ack_reply
 from vigil.providers.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, InvalidSignature, verify
+from vigil.contracts import incident_ref
 
 router = APIRouter(prefix="/api/v1/providers", tags=["providers"])
 log = get_logger(__name__)
@@ -105,13 +106,13 @@ async def _apply(name: str, event: ProviderCallback, state, client) -> CallbackR
         receipt = ReceiptInput(event_id=f"{name}:{event.event_id}", idempotency_key=key, type=RECEIPTS[event.type],
                                error=event.error)
         await state.bounded(service.signal_if_running(handle, DELIVERY_RECEIPT, receipt))
-        return CallbackResult(status="applied", incident=f"INC-{number}")
+        return CallbackResult(status="applied", incident=incident_ref(number))
     if event.type == CallbackType.sms_reply:
         number = parse_ack_reply(event.text or "")
         if number is None:
             return CallbackResult(status="ignored", detail="not an `ACK <incident number>` reply")
         if not event.from_ or not await asyncio.to_thread(service.was_paged, state.sessions, number, event.from_):
-            return CallbackResult(status="ignored", incident=f"INC-{number}",
+            return CallbackResult(status="ignored", incident=incident_ref(number),
                                   detail="that number was not paged for this incident")
         return await service.acknowledge(state, client, number, event.from_, via="SMS reply")
     if event.type == CallbackType.ivr_keypress:
@@ -120,7 +121,7 @@ async def _apply(name: str, event: ProviderCallback, state, client) -> CallbackR
             await _unknown_yet(name, state)
             return CallbackResult(status="ignored", detail="no call with that message id or key")
         if (event.digits or "").strip() != ACK_DIGIT:
-            return CallbackResult(status="ignored", incident=f"INC-{page.incident_number}",
+            return CallbackResult(status="ignored", incident=incident_ref(page.incident_number),
                                   detail=f"keypress {event.digits!r} is not {ACK_DIGIT}")
         return await service.acknowledge(state, client, page.incident_number, page.target, via="IVR keypress")
     return CallbackResult(status="ignored", detail=f"unhandled type {event.type.value}")

@@ -19,6 +19,7 @@ from vigil.escalation import mask_target
 from vigil.models import NotificationAttempt, ProviderCallback as CallbackRow, User, utcnow
 from vigil.providers.callbacks import ProviderCallback
 from workflows.incident import IncidentWorkflow
+from vigil.contracts import incident_ref
 
 
 def seen(sessions: sessionmaker[Session], provider: str, event_id: str) -> bool:
@@ -109,8 +110,8 @@ async def acknowledge(state, client, number: int, address: str, *, via: str) -> 
     except ApiError as err:
         if err.status != 409:
             raise
-        return CallbackResult(status="ignored", incident=f"INC-{number}", detail=err.message)
-    return CallbackResult(status="acknowledged", incident=f"INC-{number}", detail=f"by {actor.name}")
+        return CallbackResult(status="ignored", incident=incident_ref(number), detail=err.message)
+    return CallbackResult(status="acknowledged", incident=incident_ref(number), detail=f"by {actor.name}")
 
 
 async def signal_if_running(handle: WorkflowHandle, name: str, arg: ReceiptInput) -> None:

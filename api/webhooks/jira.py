@@ -34,6 +34,7 @@ from vigil.contracts import (
 from vigil.logging import get_logger
 from vigil.models import JiraIssue, JiraSyncEntry, utcnow
 from workflows.incident import IncidentWorkflow
+from vigil.contracts import incident_ref
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["jira"])
 log = get_logger(__name__)
@@ -74,7 +75,7 @@ async def jira_webhook(request: Request, state: StateDep) -> WebhookResult:
     if number is None:
         result = WebhookResult(status="ignored", detail=f"{key} is not an incident's issue")
     elif await asyncio.to_thread(_seen, state, delivery, body_hash):
-        return WebhookResult(status="duplicate", incident=f"INC-{number}", detail="this delivery was applied already")
+        return WebhookResult(status="duplicate", incident=incident_ref(number), detail="this delivery was applied already")
     else:
         # Temporal only once the signature is checked: an unsigned request is a 401 even while Temporal is down.
         result = await _apply(state, await state.temporal_client(), number, kind, event)
@@ -86,7 +87,7 @@ async def jira_webhook(request: Request, state: StateDep) -> WebhookResult:
 
 async def _apply(state, client, number: int, kind: str, event: dict[str, Any]) -> WebhookResult:  # noqa: ANN001
     """Apply one event; refusals (already resolved, out of order) are ignored, not errors."""
-    inc = f"INC-{number}"
+    inc = incident_ref(number)
     who = event.get("user") or (event.get("comment") or {}).get("author") or {}
     if await asyncio.to_thread(_is_echo, state, who, event):
         return WebhookResult(status="ignored", incident=inc, detail="Vigil's own change coming back")
@@ -116,7 +117,7 @@ async def _apply(state, client, number: int, kind: str, event: dict[str, Any]) -
 async def _status(state, client, number: int, actor: Actor, status: str, event: dict) -> WebhookResult:  # noqa: ANN001
     action = state.settings.jira.statuses.get(status)
     if action is None:
-        return WebhookResult(status="ignored", incident=f"INC-{number}", detail=f"status {status!r} is not mapped")
+        return WebhookResult(status="ignored", incident=incident_ref(number), detail=f"status {status!r} is not mapped")
     if action == "acknowledge":
         inp = AcknowledgeInput(actor=actor, note=f"Moved to {status} in Jira")
         return await _update(state, client, number, "acknowledge", IncidentWorkflow.acknowledge, inp)
@@ -134,9 +135,9 @@ async def _update(state, client, number: int, name: str, update, inp) -> Webhook
         await transition(state, client, str(number), name, update, inp)
     except ApiError as err:
         if err.status in (404, 409):  # refused by the state machine (already there, out of order) or closed
-            return WebhookResult(status="ignored", incident=f"INC-{number}", detail=f"{name}: {err.message}")
+            return WebhookResult(status="ignored", incident=incident_ref(number), detail=f"{name}: {err.message}")
         raise  # 503: Jira retries the delivery
-    return WebhookResult(status="applied", incident=f"INC-{number}", detail=name)
+    return WebhookResult(status="applied", incident=incident_ref(number), detail=name)
 
 
 def _incident_of(state, key: str) -> int | None:  # noqa: ANN001

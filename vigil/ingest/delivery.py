@@ -44,6 +44,7 @@ from vigil.models import Incident, Integration
 from vigil.normalize import alertname
 from vigil.settings import Settings
 from vigil.temporal import TemporalUnavailable, WorkflowTimeout, bounded, is_outage
+from vigil.contracts import incident_ref
 
 log = get_logger(__name__)
 INTERNAL_KIND = store.INTERNAL_KIND
@@ -99,7 +100,7 @@ class IncidentNotStarted(Exception):
     """The incident's workflow has not started yet (its alerts wait in the outbox); the caller retries."""
 
     def __init__(self, number: int) -> None:
-        super().__init__(f"INC-{number} has no running workflow yet; retry shortly")
+        super().__init__(f"{incident_ref(number)} has no running workflow yet; retry shortly")
         self.number = number
 
 
@@ -161,7 +162,7 @@ class Delivery:
             try:
                 done = await self._deliver_stored(integration, incident, upserted.undelivered, lead)
             except IncidentClosedError:
-                log.info("incident closed under us; opening a new one", incident=f"INC-{incident.number}", group_key=key)
+                log.info("incident closed under us; opening a new one", incident=incident_ref(incident.number), group_key=key)
                 await asyncio.to_thread(self._release, key, incident.number)
                 continue
             if done.refused:  # stored: the reconciler tries again and dead-letters what keeps failing
@@ -184,7 +185,7 @@ class Delivery:
             if is_outage(err):
                 raise
             if len(alerts) > 1:
-                log.warning("batch refused; delivering its alerts one by one", incident=f"INC-{incident.number}",
+                log.warning("batch refused; delivering its alerts one by one", incident=incident_ref(incident.number),
                             alerts=len(alerts), error=str(err))
                 for alert in alerts:
                     one = await self._deliver_stored(integration, incident, [alert], alert)
@@ -204,20 +205,20 @@ class Delivery:
     ) -> None:
         error = f"{type(err).__name__}: {err}"
         REFUSED.labels(integration=integration.name).inc()
-        log.error("alert refused by Temporal", incident=f"INC-{incident.number}", fingerprint=alert.fingerprint,
+        log.error("alert refused by Temporal", incident=incident_ref(incident.number), fingerprint=alert.fingerprint,
                   integration=integration.name, error=error)
         dead = await asyncio.to_thread(self._record_refusal, incident.number, alert, error)
         done.refused += 1
         for row_id, _ in dead:
             done.dead_lettered += 1
             DEAD_LETTERED.labels(integration=integration.name).inc()
-            log.critical("alert dead-lettered", incident=f"INC-{incident.number}", alert_id=row_id,
+            log.critical("alert dead-lettered", incident=incident_ref(incident.number), alert_id=row_id,
                          fingerprint=alert.fingerprint, integration=integration.name, error=error)
             if integration.kind == INTERNAL_KIND:
                 continue  # the operator's own page could not be delivered: paging about it would loop
             await self.page_operator(
                 key=f"dead-letter/{row_id}",
-                summary=f"Alert {row_id} for INC-{incident.number} could not be delivered: dead-lettered",
+                summary=f"Alert {row_id} for {incident_ref(incident.number)} could not be delivered: dead-lettered",
                 details={
                     "incident": workflow_id(incident.number),
                     "alert_id": str(row_id),
@@ -440,16 +441,16 @@ class Delivery:
             await self.ingest(integration, alerts)
             await asyncio.to_thread(self._mark_delivered, incident.number, alerts)
             result.rerouted += len(alerts)
-            log.info("outbox rerouted", incident=f"INC-{incident.number}", alerts=len(alerts))
+            log.info("outbox rerouted", incident=incident_ref(incident.number), alerts=len(alerts))
             return
         except WorkflowTimeout as err:
             result.waiting += len(alerts)
-            log.warning("outbox: workflow did not answer; next run", incident=f"INC-{incident.number}", error=str(err))
+            log.warning("outbox: workflow did not answer; next run", incident=incident_ref(incident.number), error=str(err))
             return
         result.delivered += done.delivered
         result.refused += done.refused
         result.dead_lettered += done.dead_lettered
-        log.info("outbox redelivered", incident=f"INC-{incident.number}", alerts=done.delivered, refused=done.refused)
+        log.info("outbox redelivered", incident=incident_ref(incident.number), alerts=done.delivered, refused=done.refused)
 
     async def _release_silenced(self, limit: int, result: RedeliveryResult) -> None:
         """A silence ended while its alert still fires: the incident opens now."""
@@ -457,7 +458,7 @@ class Delivery:
             ingested = await self.ingest(integration, [alert], check_holds=False)
             await asyncio.to_thread(self._mark_released, {held: ingested.incidents[0]})
             result.released += 1
-            log.info("silence ended; alert released", incident=f"INC-{ingested.incidents[0]}",
+            log.info("silence ended; alert released", incident=incident_ref(ingested.incidents[0]),
                      fingerprint=alert.fingerprint)
 
     def _releasable(self, limit: int) -> list[tuple[int, IntegrationInfo, Alert]]:
@@ -591,9 +592,9 @@ def _consume(start: WithStartWorkflowOperation) -> None:
 def _static_details(incident: store.OpenIncident, lead: Alert, integration: IntegrationInfo, public_url: str) -> str:
     labels = "\n".join(f"- `{k}` = `{v}`" for k, v in sorted(lead.labels.items()))
     return (
-        f"### INC-{incident.number}: {incident.title}\n\n"
+        f"### {incident_ref(incident.number)}: {incident.title}\n\n"
         f"- **Service:** {incident.service}\n- **Severity:** {incident.severity.value}\n"
         f"- **Group key:** `{incident.group_key}`\n- **Integration:** {integration.name}\n"
-        f"- **API:** {public_url}/api/v1/incidents/INC-{incident.number}\n\n"
+        f"- **API:** {public_url}/api/v1/incidents/{incident_ref(incident.number)}\n\n"
         f"**First alert labels**\n\n{labels}\n"
     )

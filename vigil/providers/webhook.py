@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from vigil.providers import transport
 from vigil.providers.base import SendResult
 from vigil.urls import Network
+from vigil.contracts import incident_ref
 
 
 class WebhookIncident(BaseModel):
@@ -44,10 +45,10 @@ class WebhookMessage(BaseModel):
 
 def incident_text(incident: WebhookIncident) -> str:
     """The Slack line: incident, severity, service, title, then the links (Slack `<url|label>` syntax)."""
-    line = f"[Vigil] INC-{incident.number} [{incident.severity}] {incident.service}: {incident.title}"
+    line = f"[Vigil] {incident_ref(incident.number)} [{incident.severity}] {incident.service}: {incident.title}"
     if incident.step:
         line += f" ({incident.step})"
-    links = [f"<{incident.url}|INC-{incident.number}>"]
+    links = [f"<{incident.url}|{incident_ref(incident.number)}>"]
     if incident.temporal_url:
         links.append(f"<{incident.temporal_url}|Temporal>")
     return f"{line}\n{' · '.join(links)}"
