@@ -56,6 +56,9 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
+from pydantic import SecretStr
+
+from vigil.settings import JiraSettings
 
 # Jira's simplified workflow (the default of new projects): every status can move to every other, and each
 # transition is named after the status it leads to. docs/jira.md documents Vigil's defaults against it.
@@ -401,6 +404,13 @@ class JiraServer:
         """Make `issue.property[key].path` searchable, as an app's entity-property module would."""
         with self._lock:
             self._indexed.add((key, path))
+
+    def cloud_settings(self) -> JiraSettings:
+        """Vigil's Jira settings for this server as Jira Cloud (email + API token), project OPS."""
+        return JiraSettings(
+            url=self.base_url, email=self.user.email, api_token=SecretStr(self.api_token), project_key="OPS",
+            timeout_seconds=5,
+        )
 
     # --- records ----------------------------------------------------------------------------
 

@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 
 import httpx
 import pytest
-from pydantic import SecretStr
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.testing import TimeSkipper
@@ -17,18 +16,14 @@ from tests.conftest import Keys
 from tests.flows import handle_of, save_history, trigger
 from tests.helpers import eventually
 from tests.jira_server import JiraServer, JiraUser
-from vigil.settings import JiraSettings, Settings
+from vigil.settings import Settings
 from workflows.incident import IncidentWorkflow
 from workflows.jira_link import jira_workflow_id
 
 
 @pytest.fixture
 def settings(settings: Settings, jira_server: JiraServer) -> Settings:
-    jira = JiraSettings(
-        url=jira_server.base_url, email=jira_server.user.email, api_token=SecretStr(jira_server.api_token),
-        project_key="OPS", timeout_seconds=5,
-    )
-    return settings.model_copy(update={"jira": jira})
+    return settings.model_copy(update={"jira": jira_server.cloud_settings()})
 
 
 async def jira_view(api: httpx.AsyncClient, keys: Keys, number: int) -> dict:

@@ -9,7 +9,6 @@ from datetime import datetime, timedelta
 
 import httpx
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
@@ -20,18 +19,14 @@ from tests.helpers import eventually, pd_event
 from tests.jira_server import JiraServer
 from vigil.contracts import ReconcileInput, ReconcileResult
 from vigil.models import AlertRow, Incident, NotificationAttempt, utcnow
-from vigil.settings import JiraSettings, Settings
+from vigil.settings import Settings
 from workflows.incident import IncidentWorkflow
 from workflows.reconcile import OutboxReconcileWorkflow
 
 
 @pytest.fixture
 def settings(settings: Settings, jira_server: JiraServer) -> Settings:
-    jira = JiraSettings(
-        url=jira_server.base_url, email=jira_server.user.email, api_token=SecretStr(jira_server.api_token),
-        project_key="OPS", timeout_seconds=5,
-    )
-    return settings.model_copy(update={"jira": jira})
+    return settings.model_copy(update={"jira": jira_server.cloud_settings()})
 
 
 async def incident(api: httpx.AsyncClient, keys: Keys, number: int) -> dict:
