@@ -79,9 +79,17 @@ SNOOZE = "snooze"
 REOPEN = "reopen"
 ADD_NOTE = "add_note"
 ASSIGN = "assign"
+RESOLVE = "resolve"
+STATE_QUERY = "state"
 JIRA_SYNC_WORKFLOW = "JiraSyncWorkflow"
 JIRA_LINKED = "jira_linked"
 DELIVERY_RECEIPT = "delivery_receipt"
+
+# Business refusals: the `ApplicationError.type` the incident workflow raises, which the client turns into its
+# domain errors (TransitionRefused, IncidentClosed, ResolutionRequired). The strings are in recorded histories.
+REFUSED_TRANSITION = "InvalidTransition"
+REFUSED_CLOSED = "IncidentClosed"
+REFUSED_NO_RESOLUTION = "ResolutionRequired"
 
 # BIGINT and SQLite INTEGER are signed 64-bit: a larger value makes the driver raise OverflowError (a 500), so
 # every id, offset and count that reaches the database is bounded at the door (422) by these types.
