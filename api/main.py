@@ -11,6 +11,7 @@ from temporalio.client import Client
 
 from api import health
 from api.deps import AppState, authenticate_first
+from api.docs_ui import install_docs_ui
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
 from api.openapi import document_common_answers
@@ -66,7 +67,10 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         yield
         engine.dispose()
 
-    app = FastAPI(title="Vigil", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="Vigil", version="0.1.0", description=DESCRIPTION, lifespan=lifespan, docs_url=None, redoc_url=None
+    )
+    install_docs_ui(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_body_bytes)
     app.state.vigil = state
     app.state.jira_status = JiraStatus(settings.jira)
