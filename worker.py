@@ -21,7 +21,9 @@ from activities.jira import JiraActivities
 from activities.lifecycle import LifecycleActivities
 from activities.notify import Links, NotifyActivities
 from activities.reconcile import ReconcileActivities, ReconcilerActivities
-from activities.store import StoreActivities
+from activities.people import PeopleActivities
+from activities.policy import PolicyActivities
+from activities.projection import ProjectionActivities
 from vigil import crypto
 from vigil.bootstrap import ack_link_secret
 from vigil.contracts import Channel
@@ -51,7 +53,9 @@ def build_worker(
 ) -> Worker:
     """One worker with every workflow and activity; blocking clients run on the thread pool."""
     crypto.configure(settings.core)  # webhook secrets are decrypted with the key of these settings
-    store = StoreActivities(sessions, settings.escalation)
+    policy = PolicyActivities(sessions, settings.escalation)
+    people = PeopleActivities(sessions, settings.escalation)
+    projection = ProjectionActivities(sessions)
     delivery = Delivery(sessions, settings, _constant(client))
     reconcile = ReconcileActivities(delivery)
     lifecycle = LifecycleActivities(sessions, _constant(client), delivery)
@@ -63,11 +67,11 @@ def build_worker(
         task_queue=settings.temporal.task_queue,
         workflows=[IncidentWorkflow, OutboxReconcileWorkflow, ReconcilerWorkflow, JiraSyncWorkflow],
         activities=[
-            store.load_escalation_policy,
-            store.freeze_escalation_policy,
-            store.resolve_targets,
-            store.project_incident,
-            store.release_group,
+            policy.load_escalation_policy,
+            policy.freeze_escalation_policy,
+            people.resolve_targets,
+            projection.project_incident,
+            projection.release_group,
             notify.send_notification,
             jira.apply_jira_op,
             reconcile.redeliver_outbox,

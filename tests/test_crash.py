@@ -31,12 +31,12 @@ from tests.flows import attempts, handle_of, trigger
 from tests.helpers import eventually
 from tests.provider_server import ProviderServer
 from tests.servers import RestartableServer, WorkerProcess, worker_process
-from vigil.contracts import DeliveryStatus, IncidentState
+from vigil.contracts import IncidentState, PageStatus
 from vigil.models import NotificationAttempt
 from vigil.settings import Settings, SmtpSettings
 from worker import build_worker
 from workflows.incident import IncidentWorkflow
-from workflows.ladder import NOTIFY_HEARTBEAT, NOTIFY_RETRY
+from workflows.incident.options import NOTIFY_HEARTBEAT, NOTIFY_RETRY
 
 STEP = timedelta(minutes=5, seconds=1)
 PHONE = "+15550100100"  # the default ladder's on-call phone
@@ -71,8 +71,8 @@ def emailed(inbox: Inbox, number: int) -> list[str]:
 
 async def delivered(handle: WorkflowHandle, key: str) -> bool:
     """The workflow has heard back from the activity that sent `key` (or already from the provider's receipt)."""
-    d = (await handle.query(IncidentWorkflow.state)).deliveries.get(key)
-    return d is not None and d.status in (DeliveryStatus.sent, DeliveryStatus.delivered)
+    d = (await handle.query(IncidentWorkflow.state)).pages.get(key)
+    return d is not None and d.status in (PageStatus.sent, PageStatus.delivered)
 
 
 @pytest.fixture
@@ -189,8 +189,8 @@ async def test_temporal_restarted_mid_ladder_resumes_it_exactly_once(
             assert log_of(sessions, number) == [(k, 1, "sent") for k in key.values()]
             after = await handle.query(IncidentWorkflow.state)
             assert after.model_dump(include=UNCHANGED) == before.model_dump(include=UNCHANGED)
-            statuses = {k: d.status for k, d in after.deliveries.items()}
-            assert statuses == dict.fromkeys(key.values(), DeliveryStatus.sent)
+            statuses = {k: d.status for k, d in after.pages.items()}
+            assert statuses == dict.fromkeys(key.values(), PageStatus.sent)
             assert after.status == "triggered" and after.ladder_step == 4, after
             assert "ladder exhausted" in (after.current_step or ""), after.current_step
 

@@ -18,7 +18,7 @@ from tests.helpers import eventually
 from tests.jira_server import JiraServer, JiraUser
 from vigil.settings import Settings
 from workflows.incident import IncidentWorkflow
-from workflows.jira_link import jira_workflow_id
+from vigil.contracts import jira_sync_workflow_id
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ async def test_incident_round_trip_to_jira(
     ], view["log"]
     assert all(e["status"] == "ok" and e["latency_ms"] is not None for e in view["log"])
     await save_history(handle, "jira_linked")
-    await save_history(client.get_workflow_handle(jira_workflow_id(number)), "jira_sync")
+    await save_history(client.get_workflow_handle(jira_sync_workflow_id(number)), "jira_sync")
 
 
 async def linked(handle) -> str | None:  # noqa: ANN001
@@ -79,7 +79,7 @@ async def linked(handle) -> str | None:  # noqa: ANN001
 
 async def _listed(client: Client, key: str, number: int) -> bool:
     found = {w.id async for w in client.list_workflows(f'JiraKey = "{key}"')}
-    return {f"INC-{number}", jira_workflow_id(number)} <= found
+    return {f"INC-{number}", jira_sync_workflow_id(number)} <= found
 
 
 async def test_a_note_in_vigil_becomes_a_jira_comment(
@@ -160,7 +160,7 @@ async def test_jira_down_never_delays_the_incident_and_catches_up_in_order(
     await eventually(lambda: _retrying(api, keys, number))
 
     jira_server.up()
-    sync = client.get_workflow_handle(jira_workflow_id(number))
+    sync = client.get_workflow_handle(jira_sync_workflow_id(number))
     await skipper.fast_forward(sync, timedelta(minutes=6))  # past the capped backoff (5 min)
     key = await eventually(lambda: linked(handle_of(client, number)), timeout=20)
     await eventually(lambda: [t["name"] for t in jira_server.transitions_applied(key)] == ["In Progress", "Done"],
@@ -183,7 +183,7 @@ async def test_crash_between_create_and_record_makes_no_second_issue(
     jira_server.crash_after_create()
     number = await trigger(api, keys, dedup_key="jira-crash")
     await eventually(lambda: _retrying(api, keys, number))
-    await skipper.fast_forward(client.get_workflow_handle(jira_workflow_id(number)), timedelta(seconds=30))
+    await skipper.fast_forward(client.get_workflow_handle(jira_sync_workflow_id(number)), timedelta(seconds=30))
     key = await eventually(lambda: linked(handle_of(client, number)), timeout=20)
     assert jira_server.created_count == 1 and list(jira_server.issues) == [key]
 

@@ -19,7 +19,7 @@ from activities.channels import PermanentDeliveryError as ChannelsPermanentDeliv
 from tests.conftest import LOOPBACK, free_port
 from tests.helpers import eventually
 from tests.provider_server import ProviderServer, Received
-from vigil.contracts import EscalationStep, NotifyInput, Severity
+from vigil.contracts import LegacyStep, NotifyInput, Severity
 from vigil.providers import (
     ConsoleProvider,
     HttpPhoneProvider,

@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Annotated
 
 from annotated_types import Ge, Le
-from pydantic import BaseModel, Field, Strict
+from pydantic import AliasChoices, BaseModel, Field, Strict
 
 
 class Severity(StrEnum):
@@ -114,6 +114,11 @@ def workflow_id(number: int) -> str:
     return incident_ref(number)
 
 
+def jira_sync_workflow_id(number: int) -> str:
+    """The workflow id of the incident's JiraSyncWorkflow."""
+    return f"{incident_ref(number)}-jira"
+
+
 def parse_incident_number(ref: str) -> int | None:
     """`INC-42` or `42` -> 42; anything else -> None."""
     m = INCIDENT_ID_RE.match(ref.strip())
@@ -138,8 +143,8 @@ class Alert(BaseModel):
     raw_severity: str | None = None
 
 
-class EscalationStep(BaseModel):
-    """One rung of the ladder: notify `target` over `channel`, then wait before the next rung."""
+class LegacyStep(BaseModel):
+    """One rung of the pre-policy fixed ladder: notify `target` over `channel`, then wait (replay only)."""
 
     name: str
     channel: Channel
@@ -151,11 +156,12 @@ class EscalationStep(BaseModel):
         return timedelta(seconds=self.wait_seconds)
 
 
-class EscalationPolicy(BaseModel):
-    """A snapshot of the policy, frozen into the workflow at incident start."""
+class LegacyPolicy(BaseModel):
+    """The fixed ladder of incidents started before escalation policies (replay only; see
+    workflows/incident/legacy_ladder.py for when it can go)."""
 
     name: str
-    steps: list[EscalationStep]
+    steps: list[LegacyStep]
 
 
 class TargetKind(StrEnum):
@@ -395,7 +401,7 @@ def tracked(alert: Alert) -> AlertState:
     )
 
 
-class DeliveryStatus(StrEnum):
+class PageStatus(StrEnum):
     sending = "sending"
     sent = "sent"  # accepted by the provider / SMTP server
     delivered = "delivered"  # receipt: delivered to the handset
@@ -406,11 +412,11 @@ class DeliveryStatus(StrEnum):
 
     @property
     def dead(self) -> bool:
-        """This delivery can no longer reach anyone: the ladder need not wait for it."""
-        return self in (DeliveryStatus.failed, DeliveryStatus.cancelled)
+        """This page can no longer reach anyone: the ladder need not wait for it."""
+        return self in (PageStatus.failed, PageStatus.cancelled)
 
 
-class DeliveryState(BaseModel):
+class PageState(BaseModel):
     """One (recipient, channel) page of one rung, as the workflow tracks it."""
 
     key: str  # idempotency key of the latest attempt (an IVR retry gets `/call<n>`)
@@ -418,7 +424,7 @@ class DeliveryState(BaseModel):
     step: str
     channel: Channel
     recipient: str  # display name and masked address
-    status: DeliveryStatus = DeliveryStatus.sending
+    status: PageStatus = PageStatus.sending
     calls: int = 0
 
 
@@ -473,12 +479,15 @@ class IncidentState(BaseModel):
     # Flap damping: every alert is resolved at the source; auto-resolve at this time unless one re-fires.
     resolve_due_at: datetime | None = None
     timeline_seq: int = 0
-    policy: EscalationPolicy | None = None  # incidents started before escalation policies (replay only)
+    policy: LegacyPolicy | None = None  # incidents started before escalation policies (replay only)
     plan: FrozenPolicy | None = None  # the escalation policy frozen at start
     # Acknowledged: re-trigger at this time (the policy's ack timeout, or the end of a snooze).
     retrigger_at: datetime | None = None
-    # The current round's deliveries by delivery key, and the provider receipts already applied (dedup).
-    deliveries: dict[str, DeliveryState] = Field(default_factory=dict)
+    # The current round's pages by page key, and the provider receipts already applied (dedup). Read under its
+    # old name too: a run continued by a worker from before the rename hands its pages over as `deliveries`.
+    pages: dict[str, PageState] = Field(
+        default_factory=dict, validation_alias=AliasChoices("pages", "deliveries")
+    )
     receipts_seen: list[str] = Field(default_factory=list)
     jira_started: bool = False  # the issue's create is queued (or done): later changes follow it
     assignee: str | None = None
@@ -572,7 +581,7 @@ class NotifyInput(BaseModel):
     title: str
     severity: Severity
     service: str
-    step: EscalationStep | None = None  # incidents started before escalation policies
+    step: LegacyStep | None = None  # incidents started before escalation policies
     step_name: str = ""
     channel: Channel | None = None
     recipient: Recipient | None = None

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 
 from vigil.contracts import (
     Channel,
-    EscalationPolicy,
-    EscalationStep,
+    LegacyPolicy,
+    LegacyStep,
     FrozenPolicy,
     PolicyStep,
     PolicyTarget,
@@ -21,16 +21,16 @@ from vigil.settings import EscalationSettings
 from vigil.contracts import incident_ref
 
 
-def default_policy(settings: EscalationSettings) -> EscalationPolicy:
-    """Email now -> SMS at +5m -> IVR at +10m -> manager at +15m (with the default 5m wait)."""
+def legacy_default_policy(settings: EscalationSettings) -> LegacyPolicy:
+    """The pre-policy fixed ladder: email now -> SMS at +5m -> IVR at +10m -> manager at +15m (replay only)."""
     wait = settings.step_wait_seconds
-    return EscalationPolicy(
+    return LegacyPolicy(
         name="default",
         steps=[
-            EscalationStep(name="email on-call", channel=Channel.email, target=settings.oncall_email, wait_seconds=wait),
-            EscalationStep(name="sms on-call", channel=Channel.sms, target=settings.oncall_phone, wait_seconds=wait),
-            EscalationStep(name="ivr on-call", channel=Channel.ivr, target=settings.oncall_phone, wait_seconds=wait),
-            EscalationStep(name="email manager", channel=Channel.email, target=settings.manager_email, wait_seconds=0),
+            LegacyStep(name="email on-call", channel=Channel.email, target=settings.oncall_email, wait_seconds=wait),
+            LegacyStep(name="sms on-call", channel=Channel.sms, target=settings.oncall_phone, wait_seconds=wait),
+            LegacyStep(name="ivr on-call", channel=Channel.ivr, target=settings.oncall_phone, wait_seconds=wait),
+            LegacyStep(name="email manager", channel=Channel.email, target=settings.manager_email, wait_seconds=0),
         ],
     )
 
@@ -70,8 +70,9 @@ def delivery_key(number: int, ladder_round: int, rung: int, channel: Channel, re
     return f"{incident_ref(number)}/r{ladder_round}s{rung}/{channel.value}/{who}"
 
 
-def idempotency_key(number: int, ladder_round: int, step_index: int, step: EscalationStep) -> str:
-    """Stable across activity retries, so a provider that honours it never pages twice."""
+def legacy_idempotency_key(number: int, ladder_round: int, step_index: int, step: LegacyStep) -> str:
+    """The pre-policy ladder's page key: stable across activity retries, so a provider that honours it never
+    pages twice."""
     return f"{incident_ref(number)}/r{ladder_round}s{step_index}/{step.channel.value}/{step.target}"
 
 

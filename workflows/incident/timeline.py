@@ -1,0 +1,83 @@
+"""The incident's timeline: every change recorded in order, with who caused it, and projected to the database
+beside the incident (a database outage delays the rows, never a page)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.projection import ProjectionActivities
+    from vigil.contracts import Actor, ActorKind, IncidentProjection, IncidentState, TimelineEntry
+    from workflows.incident.options import STORE_RETRY, STORE_TIMEOUT
+
+SOURCE = Actor(kind=ActorKind.source, name="alert source")
+TIMER = Actor(kind=ActorKind.timer, name="timer")
+PROVIDER = Actor(kind=ActorKind.system, name="provider")
+JIRA = Actor(kind=ActorKind.system, name="jira")
+
+
+class Timeline:
+    def __init__(self, s: IncidentState) -> None:
+        self.s = s
+        self._pending: list[TimelineEntry] = []
+        self._projecting = False
+        self._projector: asyncio.Task[None] | None = None
+
+    def record(self, kind: str, actor: Actor, message: str) -> None:
+        self.s.timeline_seq += 1
+        self._pending.append(
+            TimelineEntry(seq=self.s.timeline_seq, at=workflow.now(), kind=kind, actor=actor.label(), message=message)
+        )
+
+    @property
+    def projected(self) -> bool:
+        """Every entry recorded so far is handed to the projection."""
+        return not self._pending
+
+    def start_projecting(self) -> None:
+        self._projector = asyncio.create_task(self._project_forever())
+
+    async def drain(self) -> None:
+        """Wait until every entry is projected (and surface a projector bug, if any)."""
+        projector = self._projector
+        assert projector is not None
+        await workflow.wait_condition(lambda: projector.done() or not (self._pending or self._projecting))
+        if projector.done():
+            await projector
+
+    async def _project_forever(self) -> None:
+        while True:
+            await workflow.wait_condition(lambda: bool(self._pending))
+            self._projecting = True
+            try:
+                await self._flush()
+            finally:
+                self._projecting = False
+
+    async def _flush(self) -> None:
+        """Project the incident row and new timeline entries to the DB (idempotent by seq)."""
+        entries, self._pending = self._pending, []
+        s = self.s
+        await workflow.execute_activity_method(
+            ProjectionActivities.project_incident,
+            IncidentProjection(
+                number=s.number,
+                status=s.status,
+                severity=s.severity,
+                service=s.service,
+                title=s.title,
+                acknowledged_at=s.acknowledged_at,
+                acknowledged_by=s.acknowledged_by,
+                resolved_at=s.resolved_at,
+                resolved_by=s.resolved_by,
+                resolution=s.resolution,
+                closed_at=s.closed_at,
+                reopen_count=s.reopen_count,
+                timeline=entries,
+            ),
+            start_to_close_timeout=STORE_TIMEOUT,
+            retry_policy=STORE_RETRY,
+            summary=f"project {s.status.value}: " + ", ".join(e.kind for e in entries)[:80],
+        )

@@ -1,0 +1,308 @@
+"""IncidentWorkflow: owns one incident (`INC-<n>`) from the first alert until it is closed.
+
+The life, top to bottom: the incident opens with its first alerts and freezes its escalation policy; while
+triggered, the ladder pages rung after rung until someone acknowledges (or the ladder is exhausted); an
+acknowledged incident waits for its resolution, and re-triggers if the policy's ack timeout or a snooze ends
+first; a resolved incident stays open for the reopen window, and an alert that fires again in it reopens the
+incident and starts a new round of pages; when the window elapses, the incident closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.projection import ProjectionActivities
+    from vigil.contracts import (
+        ACKNOWLEDGE, ADD_ALERTS, ADD_NOTE, ASSIGN, DELIVERY_RECEIPT, INCIDENT_WORKFLOW, JIRA_LINKED,
+        REFUSED_CLOSED, REFUSED_NO_RESOLUTION, REOPEN, RESOLVE, SNOOZE, STATE_QUERY,
+        AcknowledgeInput, ActorKind, AddAlertsInput, AddAlertsResult, Alert, AssignInput, IncidentInput,
+        IncidentResult, IncidentState, IncidentStatus, NoteInput, ReceiptInput, ReleaseGroupInput, ReopenInput,
+        ResolveInput, SnoozeInput, TransitionResult,
+    )
+    from vigil.escalation import human_duration
+    from vigil.state_machine import InvalidTransition, Transition, can
+    from workflows.incident import details
+    from workflows.incident.alerts import Alerts
+    from workflows.incident.cancel import cancel_requested
+    from workflows.incident.jira_link import JiraLink
+    from workflows.incident.ladder import Ladder
+    from workflows.incident.options import STORE_RETRY, STORE_TIMEOUT
+    from workflows.incident.timeline import SOURCE, TIMER, Timeline
+    from workflows.incident.transitions import Transitions, refused
+
+S = IncidentStatus
+# Marks runs that freeze a FrozenPolicy (escalation policies); runs started before it keep the legacy ladder
+# (workflows/incident/legacy_ladder.py says when and how this can go).
+POLICIES_PATCH = "escalation-policies"
+# Marks runs whose life runs in a task of its own, so that a cancel request is handled (runs before it were
+# cancelled mid-await and end CANCELED).
+CANCEL_PATCH = "cancel-resolves"
+
+
+@workflow.defn(name=INCIDENT_WORKFLOW)
+class IncidentWorkflow:
+    @workflow.init
+    def __init__(self, inp: IncidentInput) -> None:
+        self.inp = inp
+        self.s = inp.state or IncidentState(
+            number=inp.number, status=S.triggered, severity=inp.severity, service=inp.service, title=inp.title,
+            group_key=inp.group_key, created_at=workflow.now(),
+        )
+        self.timeline = Timeline(self.s)
+        self.ladder = Ladder(self.s, inp, self.timeline, self._show_details)
+        self.jira = JiraLink(self.s, inp, self.timeline, self._show_details)
+        self.changes = Transitions(self.s, self.timeline, self.ladder, self.jira, self._show_details)
+        self.alerts = Alerts(self.s, self.timeline, self.jira)
+        self._cancelling = False
+
+    # --- the life ----------------------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, inp: IncidentInput) -> IncidentResult:
+        if inp.state is None:
+            self.timeline.record("triggered", SOURCE, f"Incident opened: {self.s.title}")
+            if inp.alerts:
+                self._take_alerts(inp.alerts)
+        if not workflow.patched(CANCEL_PATCH):
+            return await self._live()
+        # The life runs in a task of its own that Temporal's cancellation never reaches: a cancel request lands
+        # here, between awaits of the primary task, and becomes an operator action like an update.
+        life = asyncio.create_task(self._live())
+        while True:
+            try:
+                return await asyncio.shield(life)
+            except asyncio.CancelledError:
+                if workflow.cancellation_reason() is None:
+                    raise  # not a request from Temporal: an eviction, or a bug to surface
+                if life.done():  # it ended (closed, or continued as new) in the same activation
+                    return life.result()
+                self._cancelling = True
+                try:
+                    await cancel_requested(self.s, self.timeline, self.changes, self.ladder)
+                finally:
+                    self._cancelling = False
+
+    async def _live(self) -> IncidentResult:
+        """Freeze the policy, then page and wait, status after status, until closed."""
+        self.timeline.start_projecting()  # beside the incident: a database outage delays rows, not pages
+        self.jira.start()  # beside the pager too: the incident never waits on Jira
+        if self.s.policy is None and self.s.plan is None:
+            await self.ladder.freeze_policy(workflow.patched(POLICIES_PATCH))
+        while self.s.status != S.closed:
+            self._show_details()
+            if workflow.info().is_continue_as_new_suggested():
+                await self._continue_as_new()
+            await self._wait_in(self.s.status)
+        self._show_details()
+        await workflow.execute_activity_method(
+            ProjectionActivities.release_group, ReleaseGroupInput(number=self.s.number, group_key=self.s.group_key),
+            start_to_close_timeout=STORE_TIMEOUT, retry_policy=STORE_RETRY, summary="release group key",
+        )
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self.timeline.drain()
+        await workflow.wait_condition(self.jira.idle)  # the last changes (and `close`) are handed over
+        return IncidentResult(number=self.s.number, status=self.s.status)
+
+    async def _wait_in(self, status: IncidentStatus) -> None:
+        """Wait until the status changes (or Temporal suggests continue-as-new)."""
+        changed = lambda: self.s.status != status or workflow.info().is_continue_as_new_suggested()  # noqa: E731
+        if status == S.triggered:  # page until acknowledged (or resolved)
+            ladder = self.ladder.run_if_due()
+            await self._wait_for_change(changed, lambda: ladder is not None and ladder.done())
+            if ladder is not None and ladder.done():
+                await self.ladder.finished(ladder)
+        elif status == S.acknowledged:  # wait for the resolution
+            await self._wait_for_change(changed)
+        elif status == S.resolved:  # the reopen window, then close
+            assert self.s.resolved_at is not None
+            window = timedelta(seconds=self.inp.reopen_window_seconds)
+            remaining = self.s.resolved_at + window - workflow.now()
+            if remaining <= timedelta(0):
+                self.changes.close(TIMER, "Closed: reopen window elapsed")
+                return
+            try:
+                await workflow.wait_condition(
+                    changed, timeout=remaining, timeout_summary=f"reopen window {human_duration(window)}"
+                )
+            except asyncio.TimeoutError:
+                self.changes.close(TIMER, "Closed: reopen window elapsed")
+
+    async def _wait_for_change(self, changed: Callable[[], bool], extra: Callable[[], bool] = lambda: False) -> None:
+        """Wait for `changed`, or until a held resolution falls due (then auto-resolve), or, when acknowledged,
+        until the ack times out or a snooze ends (then re-trigger)."""
+        due = self.s.resolve_due_at
+        retrigger = self.s.retrigger_at if self.s.status == S.acknowledged else None
+        moved = lambda: self.s.resolve_due_at != due or (  # noqa: E731
+            self.s.status == S.acknowledged and self.s.retrigger_at != retrigger
+        )
+        if due is None and retrigger is None:
+            await workflow.wait_condition(lambda: changed() or extra() or moved())
+            return
+        if retrigger is not None and (due is None or retrigger < due):
+            at, summary = retrigger, f"re-trigger at {retrigger.isoformat(timespec='seconds')} unless resolved"
+        else:
+            assert due is not None
+            at, summary = due, f"hold resolution until {due.isoformat(timespec='seconds')}"
+        try:
+            await workflow.wait_condition(
+                lambda: changed() or extra() or moved(),
+                timeout=max(at - workflow.now(), timedelta(milliseconds=1)), timeout_summary=summary,
+            )
+        except asyncio.TimeoutError:
+            if at == retrigger:
+                self.changes.retrigger()
+            elif self.alerts.all_resolved_at_source() and can(self.s.status, Transition.resolve):
+                hold = human_duration(timedelta(seconds=self.inp.hold_resolution_seconds))
+                self.changes.auto_resolve(f"Auto-resolved: all {self.s.alert_count} alert(s) stayed resolved for {hold}")
+
+    # --- messages, in the order of the life ------------------------------------------------------------
+
+    @workflow.update(name=ADD_ALERTS)
+    def add_alerts(self, inp: AddAlertsInput) -> AddAlertsResult:
+        """New or changed alerts of the group: a re-fire reopens a resolved incident, or keeps a held one open."""
+        return self._take_alerts(inp.alerts)
+
+    @add_alerts.validator
+    def _validate_add_alerts(self, inp: AddAlertsInput) -> None:
+        self.changes.refuse_if_closed(REFUSED_CLOSED)
+
+    @workflow.signal(name=DELIVERY_RECEIPT)
+    def delivery_receipt(self, inp: ReceiptInput) -> None:
+        """A provider's delivery receipt (deduplicated by event id): a failed page escalates at once."""
+        self.ladder.receipt(inp)
+
+    @workflow.update(name=ACKNOWLEDGE)
+    async def acknowledge(self, inp: AcknowledgeInput) -> TransitionResult:
+        """Stops the ladder: every page in flight is cancelled and settled before this returns."""
+        previous = self.s.status
+        self.changes.acknowledge(inp.actor, inp.note)
+        await self.ladder.stop()
+        return TransitionResult(number=self.s.number, status=self.s.status, previous=previous)
+
+    @acknowledge.validator
+    def _validate_acknowledge(self, inp: AcknowledgeInput) -> None:
+        self.changes.require(Transition.acknowledge)
+
+    @workflow.update(name=SNOOZE)
+    def snooze(self, inp: SnoozeInput) -> TransitionResult:
+        """Keep an acknowledged incident quiet for a while; it re-triggers when the snooze ends."""
+        self.s.retrigger_at = workflow.now() + timedelta(seconds=inp.seconds)
+        until = self.s.retrigger_at.isoformat(timespec="seconds")
+        note = f": {inp.note}" if inp.note else ""
+        snoozed = human_duration(timedelta(seconds=inp.seconds))
+        self.timeline.record("snoozed", inp.actor, f"Snoozed for {snoozed} (until {until}){note}")
+        self._show_details()
+        return TransitionResult(number=self.s.number, status=self.s.status, previous=self.s.status)
+
+    @snooze.validator
+    def _validate_snooze(self, inp: SnoozeInput) -> None:
+        self.changes.require_snoozable()
+
+    @workflow.update(name=ASSIGN)
+    def assign(self, inp: AssignInput) -> TransitionResult:
+        """Who owns the incident; set in Vigil it is mapped to the Jira issue's assignee by email."""
+        self.s.assignee = inp.assignee
+        if inp.actor.kind != ActorKind.jira:
+            self.jira.assign(inp.assignee)
+        self.timeline.record("assigned", inp.actor, f"Assigned to {inp.assignee}" if inp.assignee else "Unassigned")
+        self._show_details()
+        return TransitionResult(number=self.s.number, status=self.s.status, previous=self.s.status)
+
+    @assign.validator
+    def _validate_assign(self, inp: AssignInput) -> None:
+        self.changes.refuse_if_closed()
+
+    @workflow.update(name=ADD_NOTE)
+    def add_note(self, inp: NoteInput) -> TransitionResult:
+        """A note on the incident's timeline; a note written in Vigil becomes a Jira comment."""
+        self.timeline.record("note", inp.actor, inp.body)
+        if inp.actor.kind != ActorKind.jira:
+            self.jira.comment(f"Note from {inp.actor.label()} in Vigil: {inp.body}")
+        return TransitionResult(number=self.s.number, status=self.s.status, previous=self.s.status)
+
+    @add_note.validator
+    def _validate_note(self, inp: NoteInput) -> None:
+        self.changes.refuse_if_closed()
+
+    @workflow.signal(name=JIRA_LINKED)
+    def jira_linked(self, key: str) -> None:
+        """The incident's JiraSyncWorkflow created (or found) its issue."""
+        self.jira.linked(key)
+
+    @workflow.update(name=RESOLVE)
+    async def resolve(self, inp: ResolveInput) -> TransitionResult:
+        previous = self.s.status
+        try:
+            self.changes.resolve(inp.actor, inp.resolution.strip())
+        except InvalidTransition as err:
+            raise refused(err) from None
+        await self.ladder.stop()
+        return TransitionResult(number=self.s.number, status=self.s.status, previous=previous)
+
+    @resolve.validator
+    def _validate_resolve(self, inp: ResolveInput) -> None:
+        if not inp.resolution.strip():
+            raise ApplicationError("a resolution note is required", type=REFUSED_NO_RESOLUTION)
+        self.changes.require(Transition.resolve)
+
+    @workflow.update(name=REOPEN)
+    def reopen(self, inp: ReopenInput) -> TransitionResult:
+        """A person reopens a resolved incident (from Jira): back to triggered, and the ladder starts again."""
+        self.changes.reopen(inp.actor, f"Reopened by {inp.actor.label()}" + (f": {inp.note}" if inp.note else ""))
+        return TransitionResult(number=self.s.number, status=self.s.status, previous=S.resolved)
+
+    @reopen.validator
+    def _validate_reopen(self, inp: ReopenInput) -> None:
+        self.changes.require_reopenable()
+
+    @workflow.query(name=STATE_QUERY)
+    def state(self) -> IncidentState:
+        return self.s
+
+    # --- how the life is carried out ---------------------------------------------------------------------
+
+    def _take_alerts(self, alerts: list[Alert]) -> AddAlertsResult:
+        taken = self.alerts.take(alerts)
+        reopened = False
+        if taken.refired and self.s.status == S.resolved:
+            self.changes.reopen(SOURCE, "Reopened: an alert fired again within the reopen window")
+            reopened = True
+        elif taken.refired and self.s.resolve_due_at is not None:
+            self.s.resolve_due_at = None
+            self.timeline.record("flapping", SOURCE, "An alert fired again while its resolution was held: kept open")
+        elif self.alerts.all_resolved_at_source() and can(self.s.status, Transition.resolve) and self.inp.auto_resolve:
+            hold = timedelta(seconds=self.inp.hold_resolution_seconds)
+            if not hold:
+                self.changes.auto_resolve(f"Auto-resolved: all {self.s.alert_count} alert(s) resolved at the source")
+            elif self.s.resolve_due_at is None:
+                self.s.resolve_due_at = workflow.now() + hold
+                self.timeline.record(
+                    "resolution_held", SOURCE,
+                    f"All alerts resolved at the source; resolving in {human_duration(hold)} unless one fires again",
+                )
+        return AddAlertsResult(number=self.s.number, status=self.s.status, new_alerts=taken.new, reopened=reopened)
+
+    async def _continue_as_new(self) -> None:
+        """Hand the state to a fresh run once the ladder is between rungs and every message is handled."""
+        self.ladder.pausing = True  # the ladder stops at its next wait; its position is in self.s
+        # Pages in flight finish in this run, so their outcome is in the state handed over.
+        # A cancel request being handled finishes first, or its resolution would miss the state handed over.
+        await workflow.wait_condition(
+            lambda: self.ladder.idle() and self.ladder.inflight.count == 0 and not self._cancelling
+        )
+        while True:
+            await self.timeline.drain()
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            await workflow.wait_condition(self.jira.idle)
+            if self.timeline.projected:
+                break
+        workflow.continue_as_new(self.inp.model_copy(update={"state": self.s}))
+
+    def _show_details(self) -> None:
+        details.show(self.s, self.ladder.next_step_line())
