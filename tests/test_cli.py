@@ -58,12 +58,15 @@ async def vigil(env: dict[str, str], *args: str, key: str | None = None) -> Run:
 
 async def api_message(http: httpx.AsyncClient, method: str, path: str, key: str, **kw: object) -> str:
     """The message the API itself gives for this call, which the CLI must repeat."""
-    resp = await http.request(method, path, headers={"Authorization": f"Bearer {key}"}, **kw)  # type: ignore[arg-type]
+    headers = {"Authorization": f"Bearer {key}"}
+    resp = await http.request(method, path, headers=headers, **kw)  # type: ignore[arg-type]
     assert resp.is_error, resp.text
     return resp.json()["error"]["message"]
 
 
-async def test_list_show_ack_note_snooze_resolve(env: dict, http: httpx.AsyncClient, keys: Keys, worker: None) -> None:
+async def test_list_show_ack_note_snooze_resolve(
+    env: dict, http: httpx.AsyncClient, keys: Keys, worker: None
+) -> None:
     checkout = await trigger(http, keys, "cli-checkout")
     payments = await trigger(http, keys, "cli-payments", component="payments", klass="Latency", severity="warning",
                              summary="Slow payments")
@@ -92,7 +95,8 @@ async def test_list_show_ack_note_snooze_resolve(env: dict, http: httpx.AsyncCli
 
     noted = await vigil(env, "note", str(checkout), "-m", "rolled back build 42", key=keys.responder)
     assert (noted.code, noted.out.strip()) == (0, f"INC-{checkout} noted (now acknowledged)"), noted.err
-    snoozed = await vigil(env, "snooze", f"INC-{checkout}", "1h30m", "-m", "waiting for the deploy", key=keys.responder)
+    snoozed = await vigil(env, "snooze", f"INC-{checkout}", "1h30m", "-m", "waiting for the deploy",
+                          key=keys.responder)
     assert snoozed.out.strip() == f"INC-{checkout} snoozed for 90 min (now acknowledged)", snoozed.err
     resolved = await vigil(env, "resolve", f"INC-{checkout}", "-m", "Rolled back the bad deploy", key=keys.responder)
     assert resolved.out.strip() == f"INC-{checkout} resolved (now resolved)", resolved.err
@@ -197,6 +201,8 @@ async def test_keys_create_list_revoke(env: dict, http: httpx.AsyncClient, keys:
 
 
 async def test_oncall(env: dict, http: httpx.AsyncClient, keys: Keys) -> None:
+    empty = await vigil(env, "oncall", key=keys.admin)
+    assert (empty.code, empty.out, empty.err.strip()) == (0, "", "no schedules")
     admin = keys.auth(keys.admin)
     alice = (await http.post("/api/v1/users", headers=admin, json={
         "name": "Alice", "email": "alice@example.com", "phone": "+14155550100", "timezone": "Europe/Paris"})).json()
@@ -208,7 +214,8 @@ async def test_oncall(env: dict, http: httpx.AsyncClient, keys: Keys) -> None:
     by_id = await vigil(env, "oncall", str(schedule["id"]), key=keys.viewer)
     assert by_id.code == 0, by_id.err
     assert by_id.out.splitlines()[1].split()[:3] == [str(schedule["id"]), "Alice", "rotation"]
-    at = await vigil(env, "oncall", str(schedule["id"]), "--at", "2025-12-01T09:00:00+00:00", "--json", key=keys.viewer)
+    at = await vigil(env, "oncall", str(schedule["id"]), "--at", "2025-12-01T09:00:00+00:00", "--json",
+                     key=keys.viewer)
     assert json.loads(at.out)["user"] is None  # before the rotation starts
 
     every = await vigil(env, "oncall", key=keys.admin)
@@ -238,8 +245,9 @@ async def test_tail_follows_new_incidents_and_transitions(env: dict, http: httpx
         lines: list[str] = []
 
         async def seen(kind: str, incident: int) -> bool:
+            assert proc.stdout is not None
             while not any(f"INC-{incident}  {kind}" in line for line in lines):
-                lines.append((await asyncio.wait_for(proc.stdout.readline(), DEADLINE)).decode())  # type: ignore[union-attr]
+                lines.append((await asyncio.wait_for(proc.stdout.readline(), DEADLINE)).decode())
             return True
 
         await seen("triggered", number)
@@ -264,7 +272,8 @@ async def test_tail_follows_new_incidents_and_transitions(env: dict, http: httpx
 
 async def test_tail_stops_after_max_events(env: dict, http: httpx.AsyncClient, keys: Keys, worker: None) -> None:
     proc = await asyncio.create_subprocess_exec(
-        str(VIGIL), "tail", "--interval", "0.2", "--max-events", "2", "--json", env={**env, "VIGIL_API_KEY": keys.viewer},
+        str(VIGIL), "tail", "--interval", "0.2", "--max-events", "2", "--json",
+        env={**env, "VIGIL_API_KEY": keys.viewer},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stderr is not None

@@ -42,7 +42,8 @@ def load(path: Path, *, explicit: bool) -> dict[str, str]:
         raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
     unknown = sorted(set(data) - set(FILE_SETTINGS))
     if unknown:
-        raise ConfigError(f"config file {path}: unknown setting {', '.join(unknown)} (known: {', '.join(FILE_SETTINGS)})")
+        known = ", ".join(FILE_SETTINGS)
+        raise ConfigError(f"config file {path}: unknown setting {', '.join(unknown)} (known: {known})")
     not_text = sorted(k for k, v in data.items() if not isinstance(v, str))
     if not_text:
         raise ConfigError(f"config file {path}: {', '.join(not_text)} must be a string")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,8 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print the AP
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), envvar=config.CONFIG_ENV,
               default=config.default_path, is_eager=True, expose_value=False, callback=_read_config,
-              show_default="~/.config/vigil/config.toml", help=f"Config file (TOML: url, api_key); env {config.CONFIG_ENV}.")
+              show_default="~/.config/vigil/config.toml",
+              help=f"Config file (TOML: url, api_key); env {config.CONFIG_ENV}.")
 @click.option("--url", envvar=config.URL_ENV, default=config.DEFAULT_URL, show_default=True,
               help=f"Vigil's API; env {config.URL_ENV}.")
 @click.option("--key", "api_key", envvar=config.KEY_ENV, help=f"Your API key; env {config.KEY_ENV}.")
@@ -42,7 +43,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print the AP
 @click.version_option(package_name="vigil", prog_name="vigil")
 @click.pass_context
 def cli(ctx: click.Context, url: str, api_key: str | None, timeout: float) -> None:
-    """Vigil from the terminal: list, read, acknowledge and resolve incidents, see who is on call, manage your keys."""
+    """Vigil from the terminal: incidents, who is on call, your API keys."""
     ctx.obj = Api(url, api_key, timeout)
 
 
@@ -151,7 +152,8 @@ def note(api: Api, incident: str, body: str, as_json: bool) -> None:
 
 
 @cli.command("tail")
-@click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True, help="Seconds between polls.")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+              help="Seconds between polls.")
 @click.option("--max-events", type=click.IntRange(min=1), help="Stop after this many lines.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.pass_obj
@@ -184,7 +186,11 @@ def oncall(api: Api, schedule: str | None, at: datetime | None, as_json: bool) -
         found = api.get("/api/v1/schedules")
         targets = [(s["name"], s["id"]) for s in found if schedule is None or s["name"] == schedule]
         if schedule is not None and not targets:
-            raise click.ClickException(f"no schedule named {schedule!r} (known: {', '.join(s['name'] for s in found) or 'none'})")
+            known = ", ".join(s["name"] for s in found) or "none"
+            raise click.ClickException(f"no schedule named {schedule!r} (known: {known})")
+    if not targets and not as_json:
+        click.echo("no schedules", err=True)
+        return
     stamp = at.isoformat() if at else None
     answers = [(name, api.get(f"/api/v1/schedules/{sid}/oncall", at=stamp)) for name, sid in targets]
     if as_json:
@@ -208,7 +214,7 @@ def keys() -> None:
 def _key_state(k: dict) -> str:
     if k["revoked_at"]:
         return "revoked"
-    if k["expires_at"] and datetime.fromisoformat(k["expires_at"]) <= datetime.now(timezone.utc):
+    if k["expires_at"] and datetime.fromisoformat(k["expires_at"]) <= datetime.now(UTC):
         return "expired"
     return "active"
 
@@ -236,7 +242,7 @@ def keys_list(api: Api, as_json: bool) -> None:
 @click.pass_obj
 def keys_create(api: Api, name: str, expires_in: int | None, as_json: bool) -> None:
     """A new key with your role; it is printed once, alone on stdout, so `> file` keeps it."""
-    expires = datetime.now(timezone.utc) + timedelta(minutes=expires_in) if expires_in else None
+    expires = datetime.now(UTC) + timedelta(minutes=expires_in) if expires_in else None
     data = api.post("/api/v1/keys", {"name": name, "expires_at": expires.isoformat() if expires else None})
     if as_json:
         render.as_json(data)

@@ -49,7 +49,8 @@ def incident(d: dict) -> None:
     click.echo(d["title"])
     facts = [
         ("created", when(d["created_at"])),
-        ("acknowledged", f"{when(d['acknowledged_at'])} by {d['acknowledged_by']}" if d.get("acknowledged_at") else None),
+        ("acknowledged",
+         f"{when(d['acknowledged_at'])} by {d['acknowledged_by']}" if d.get("acknowledged_at") else None),
         ("resolved", f"{when(d['resolved_at'])} by {d['resolved_by']}" if d.get("resolved_at") else None),
         ("resolution", d.get("resolution")),
         ("closed", when(d["closed_at"]) if d.get("closed_at") else None),
