@@ -63,13 +63,15 @@ class InFlight:
     """The notification activities running now: an ack cancels them and waits until they have settled."""
 
     def __init__(self) -> None:
-        self._handles: set[workflow.ActivityHandle] = set()
+        # Ordered (a dict, not a set): each cancel is a command, and commands must come in the same order on
+        # replay. A set of handles iterates by their ids, which differ from one worker process to the next.
+        self._handles: dict[workflow.ActivityHandle, None] = {}
 
     def add(self, handle: workflow.ActivityHandle) -> None:
-        self._handles.add(handle)
+        self._handles[handle] = None
 
     def discard(self, handle: workflow.ActivityHandle | None) -> None:
-        self._handles.discard(handle)  # type: ignore[arg-type]
+        self._handles.pop(handle, None)  # type: ignore[arg-type]
 
     @property
     def count(self) -> int:
