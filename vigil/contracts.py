@@ -85,11 +85,18 @@ JIRA_SYNC_WORKFLOW = "JiraSyncWorkflow"
 JIRA_LINKED = "jira_linked"
 DELIVERY_RECEIPT = "delivery_receipt"
 
+# The RCA / postmortem stage.
+CLOSE = "close"
+COMPLETE_POSTMORTEM = "complete_postmortem"
+WAIVE_POSTMORTEM = "waive_postmortem"
+POSTMORTEM_EDITED = "postmortem_edited"
+
 # Business refusals: the `ApplicationError.type` the incident workflow raises, which the client turns into its
 # domain errors (TransitionRefused, IncidentClosed, ResolutionRequired). The strings are in recorded histories.
 REFUSED_TRANSITION = "InvalidTransition"
 REFUSED_CLOSED = "IncidentClosed"
 REFUSED_NO_RESOLUTION = "ResolutionRequired"
+REFUSED_POSTMORTEM = "PostmortemRequired"  # close before the required postmortem is complete (or waived)
 
 # BIGINT and SQLite INTEGER are signed 64-bit: a larger value makes the driver raise OverflowError (a 500), so
 # every id, offset and count that reaches the database is bounded at the door (422) by these types.
@@ -492,6 +499,7 @@ class IncidentState(BaseModel):
     jira_started: bool = False  # the issue's create is queued (or done): later changes follow it
     assignee: str | None = None
     jira_key: str | None = None
+    postmortem: PostmortemState | None = None  # opened at resolve (runs with the RCA stage)
 
     @property
     def alert_count(self) -> int:
@@ -637,4 +645,100 @@ class EndedCheckResult(BaseModel):
     ended: list[int] = Field(default_factory=list)
 
 
+# --- the RCA / postmortem stage ---------------------------------------------------------------
+
+
+class PostmortemStatus(StrEnum):
+    draft = "draft"
+    complete = "complete"
+    waived = "waived"  # an admin closed the incident without one, with a reason
+
+
+class PostmortemProgress(BaseModel):
+    """How far the document is: sent by the API after each edit (signal) and returned by a draft."""
+
+    sections_total: int = 0
+    sections_filled: int = 0
+
+
+class PostmortemState(BaseModel):
+    """The incident's postmortem as the workflow tracks it (the document itself lives in the database)."""
+
+    required: bool
+    status: PostmortemStatus = PostmortemStatus.draft
+    progress: PostmortemProgress = Field(default_factory=PostmortemProgress)
+    reminders_sent: int = 0
+    next_reminder_at: datetime | None = None
+    remind_after_seconds: int = 0
+    remind_every_seconds: int = 0
+    manager_after_reminders: int = 0
+    url: str = ""
+
+
+class OpenPostmortemInput(BaseModel):
+    number: int
+    severity: Severity
+    service: str
+    title: str
+
+
+class PostmortemPlan(BaseModel):
+    """Whether the incident needs a postmortem (its severity, from settings) and the reminder timings."""
+
+    required: bool
+    remind_after_seconds: int = 0
+    remind_every_seconds: int = 0
+    manager_after_reminders: int = 0
+    url: str = ""  # the postmortem in the API
+
+
+class GatherEvidenceInput(BaseModel):
+    number: int
+    service: str
+    started_at: datetime  # the incident opened (first alert)
+    acknowledged_at: datetime | None = None
+    resolved_at: datetime
+
+
+class EvidenceSummary(BaseModel):
+    """What was gathered (the series and charts are stored, not carried in history)."""
+
+    series: int = 0
+    charts: list[str] = Field(default_factory=list)
+    gaps: list[str] = Field(default_factory=list)  # e.g. "Prometheus unreachable at 12:03:04Z: ..."
+
+
+class DraftPostmortemInput(BaseModel):
+    number: int
+
+
+class RemindPostmortemInput(BaseModel):
+    number: int
+    title: str
+    reminder: int  # 1, 2, ...: the idempotency of the email (Message-ID) comes from (number, reminder)
+    to_manager: bool = False
+    assignee: str | None = None  # an email
+    acknowledged_by: str | None = None  # an actor label, e.g. "user:alice"
+    url: str = ""
+
+
+class RemindPostmortemResult(BaseModel):
+    status: str  # sent | skipped (nobody to remind) | failed
+    recipients: list[str] = Field(default_factory=list)  # masked
+    error: str | None = None
+
+
+class CloseInput(BaseModel):
+    actor: Actor
+    note: str = ""
+
+
+class PostmortemDoneInput(BaseModel):
+    """Complete (responder) or waive (admin, `reason` required) the incident's postmortem."""
+
+    actor: Actor
+    reason: str = ""
+
+
+IncidentState.model_rebuild()
 IncidentInput.model_rebuild()
