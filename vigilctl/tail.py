@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import datetime
 
 import click
 
@@ -48,7 +49,8 @@ class Follower:
             if item["status"] in FINAL:
                 self.finished.add(ref)
                 self.shown.pop(ref, None)
-        return sorted(fresh, key=lambda pair: (pair[1]["at"], pair[0], pair[1]["seq"]))
+        # Parsed, not compared as text: a time on a whole second is written without its fraction.
+        return sorted(fresh, key=lambda pair: (datetime.fromisoformat(pair[1]["at"]), pair[0], pair[1]["seq"]))
 
     def _timeline(self, ref: str) -> list[dict]:
         return self.api.get(f"/api/v1/incidents/{ref}")["timeline"]
