@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Date, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON, BigInteger, CheckConstraint, Date, Float, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import DateTime, TypeDecorator
 from vigil.contracts import incident_ref
@@ -184,6 +186,8 @@ class AlertFields:
     first_seen: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     count: Mapped[int] = mapped_column(default=1)
+    # The source's link to the alert (Alertmanager's generatorURL, whose g0.expr is the rule's PromQL: RCA evidence).
+    url: Mapped[str | None] = mapped_column(String(2048))
 
 
 class AlertRow(AlertFields, Base):
@@ -447,4 +451,96 @@ class JiraSyncEntry(Base):
     body_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     latency_ms: Mapped[int | None] = mapped_column()
     attempt: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+# --- the RCA stage: postmortems, evidence, attachments (docs/rca.md) -------------------------------
+
+
+class Postmortem(Base):
+    """An incident's postmortem: opened at resolve when its severity requires one."""
+
+    __tablename__ = "postmortems"
+
+    incident_number: Mapped[int] = mapped_column(ForeignKey("incidents.number"), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="draft")  # draft | complete | waived
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+    completed_by: Mapped[str | None] = mapped_column(String(200))
+    completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    waived_by: Mapped[str | None] = mapped_column(String(200))
+    waived_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    waived_reason: Mapped[str | None] = mapped_column(Text)
+    sections: Mapped[list[PostmortemSection]] = relationship(
+        order_by="PostmortemSection.position", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class PostmortemSection(Base):
+    """One section of the document. `edited` once a person changed it: a refresh of the draft never overwrites it."""
+
+    __tablename__ = "postmortem_sections"
+    __table_args__ = (UniqueConstraint("incident_number", "key"),)
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    incident_number: Mapped[int] = mapped_column(
+        ForeignKey("postmortems.incident_number", ondelete="CASCADE"), index=True
+    )
+    key: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text, default="")
+    position: Mapped[int]
+    edited: Mapped[bool] = mapped_column(default=False)
+    updated_by: Mapped[str] = mapped_column(String(200))  # an actor label: user:alice, system:vigil
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class EvidenceSeries(Base):
+    """One Prometheus range of an incident: the query, its points (or the error), and its chart's artifact key."""
+
+    __tablename__ = "evidence_series"
+    __table_args__ = (UniqueConstraint("incident_number", "name"),)
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    incident_number: Mapped[int] = mapped_column(ForeignKey("incidents.number"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    promql: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(16))  # alert | service
+    step_seconds: Mapped[int]
+    # Prometheus's matrix as returned: [{"metric": {labels}, "values": [[unix seconds, "value"], ...]}, ...]
+    points: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    chart_key: Mapped[str | None] = mapped_column(String(300))
+    error: Mapped[str | None] = mapped_column(Text)
+    gathered_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class PostmortemAttachment(Base):
+    """A file a responder attached (log, screenshot, PDF); the bytes live in the artifact store under `artifact_key`."""
+
+    __tablename__ = "postmortem_attachments"
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    incident_number: Mapped[int] = mapped_column(ForeignKey("incidents.number"), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    artifact_key: Mapped[str] = mapped_column(String(300), unique=True)
+    uploaded_by: Mapped[str] = mapped_column(String(200))
+    uploaded_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class EvidenceQuery(Base):
+    """A PromQL query run as evidence for every incident of a service, or of an integration's alerts."""
+
+    __tablename__ = "evidence_queries"
+    __table_args__ = (CheckConstraint("(service IS NULL) <> (integration_id IS NULL)", name="one_scope"),)
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    promql: Mapped[str] = mapped_column(Text)
+    service: Mapped[str | None] = mapped_column(String(200), index=True)
+    integration_id: Mapped[int | None] = mapped_column(ForeignKey("integrations.id", ondelete="CASCADE"), index=True)
+    threshold: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

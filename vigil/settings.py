@@ -259,6 +259,79 @@ class AckLinkSettings(BaseSettings):
     ttl_seconds: int = Field(default=86400, gt=0, description="How long a link stays valid.")
 
 
+# What responders may attach by default: logs and text, screenshots, PDFs, JSON.
+ATTACHMENT_TYPES = (
+    "text/plain,text/x-log,text/csv,text/markdown,application/json,application/pdf,"
+    "image/png,image/jpeg,image/gif,image/webp"
+)
+
+
+class RcaSettings(BaseSettings):
+    """The RCA stage (docs/rca.md): who needs a postmortem, Prometheus evidence, reminders, attachments."""
+
+    model_config = SettingsConfigDict(env_prefix="VIGIL_RCA_", extra="ignore")
+
+    required_severities: str = Field(
+        default="critical,high", description="Comma-separated severities whose incidents need a postmortem."
+    )
+    prometheus_url: str = Field(
+        default="", description="Prometheus base URL for metric evidence; empty: none (recorded as a gap)."
+    )
+    prometheus_timeout_seconds: float = Field(default=10.0, gt=0, description="Per Prometheus query.")
+    remind_after_hours: float = Field(default=24.0, gt=0, description="First reminder after resolve.")
+    remind_every_hours: float = Field(default=24.0, gt=0, description="Then a reminder this often.")
+    manager_after_reminders: int = Field(
+        default=3, ge=0, description="From this many reminders on, the manager is reminded too; 0 never."
+    )
+    attachments_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0, description="Largest attachment.")
+    attachments_allowed_types: str = Field(
+        default=ATTACHMENT_TYPES, description="Comma-separated content types responders may attach."
+    )
+    artifact_store: str = Field(
+        default="local",
+        description="`local` (files under artifacts_dir) or `module:factory`, a callable taking these settings "
+        "and returning an ArtifactStore (e.g. S3-compatible).",
+    )
+    artifacts_dir: Path | None = Field(
+        default=None, description="Charts and attachments of the local store; unset: <data_dir>/artifacts."
+    )
+
+    @field_validator("artifacts_dir", mode="before")
+    @classmethod
+    def _empty_dir_is_unset(cls, value: object) -> object:
+        return None if value == "" else value  # `VIGIL_RCA_ARTIFACTS_DIR=` must not mean the working directory
+
+    @field_validator("required_severities")
+    @classmethod
+    def _known_severities(cls, value: str) -> str:
+        unknown = sorted(set(_items(value)) - {s.value for s in Severity})
+        if unknown:
+            raise ValueError(f"unknown severities {unknown}; use {', '.join(s.value for s in Severity)}")
+        return value
+
+    @field_validator("prometheus_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("VIGIL_RCA_PROMETHEUS_URL must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @property
+    def severities(self) -> frozenset[Severity]:
+        return frozenset(Severity(s) for s in _items(self.required_severities))
+
+    @property
+    def allowed_types(self) -> frozenset[str]:
+        return frozenset(_items(self.attachments_allowed_types.lower()))
+
+    def artifacts_path(self, core: CoreSettings) -> Path:
+        return self.artifacts_dir or core.data_dir / "artifacts"
+
+
+def _items(csv: str) -> list[str]:
+    return [item.strip() for item in csv.split(",") if item.strip()]
+
+
 class Settings(BaseModel):
     """All settings, grouped by concern.
 
@@ -276,6 +349,7 @@ class Settings(BaseModel):
     providers: ProviderSettings = Field(default_factory=ProviderSettings)
     jira: JiraSettings = Field(default_factory=JiraSettings)
     ack_links: AckLinkSettings = Field(default_factory=AckLinkSettings)
+    rca: RcaSettings = Field(default_factory=RcaSettings)
 
 
 SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
@@ -289,6 +363,7 @@ SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
     ProviderSettings,
     AckLinkSettings,
     JiraSettings,
+    RcaSettings,
 )
 
 

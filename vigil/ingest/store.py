@@ -133,7 +133,7 @@ def upsert_alerts(session: Session, *, number: int, alerts: Sequence[Alert], int
             incident_number=number, integration_id=integration.id, fingerprint=a.fingerprint, status=a.status.value,
             summary=a.summary[:1024], severity=a.severity.value, service=a.service, source=a.source[:255],
             labels=a.labels, annotations=a.annotations, starts_at=a.starts_at, ends_at=a.ends_at,
-            first_seen=now, last_seen=now, count=occurrences[a.fingerprint],
+            first_seen=now, last_seen=now, count=occurrences[a.fingerprint], url=a.url,
         )
         for _, a in sorted(latest.items())
     ]
@@ -308,5 +308,5 @@ def row_to_alert(row: AlertRow | HeldAlert) -> Alert:
     return Alert(
         fingerprint=row.fingerprint, status=AlertStatus(row.status), summary=row.summary,
         severity=Severity(row.severity), service=row.service, source=row.source, labels=row.labels,
-        annotations=row.annotations, starts_at=row.starts_at, ends_at=row.ends_at,
+        annotations=row.annotations, starts_at=row.starts_at, ends_at=row.ends_at, url=row.url,
     )
