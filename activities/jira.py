@@ -17,6 +17,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from vigil.contracts import JiraCallInput, JiraCallResult, JiraIssueFields, JiraOpKind
+from vigil.jira_client import make_client
 from vigil.logging import get_logger
 from vigil.models import Incident, JiraIssue, JiraSyncEntry, utcnow
 from vigil.settings import JiraSettings
@@ -29,17 +30,6 @@ PERMANENT_STATUSES = {400, 403, 404, 410}  # 410: an API Jira removed (a client/
 
 def label(number: int) -> str:
     return f"vigil-{incident_ref(number)}"
-
-
-def make_client(settings: JiraSettings) -> JIRA:
-    """The real client, with its own retries off (they sleep inside the call and re-send creates): Temporal's
-    retry policy is the only one. Constructing it reads serverInfo, which tells Cloud from Data Center (the
-    search endpoint and the assignee format differ)."""
-    auth: dict = (
-        {"token_auth": settings.pat.get_secret_value()} if settings.pat
-        else {"basic_auth": (settings.email, settings.api_token.get_secret_value())}  # type: ignore[union-attr]
-    )
-    return JIRA(server=settings.url, max_retries=0, timeout=settings.timeout_seconds, **auth)
 
 
 class JiraActivities:

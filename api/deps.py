@@ -63,9 +63,10 @@ class AppState:
     def jira_identity(self) -> dict | None:
         """The Jira integration account (`/myself`), learned once; None while Jira cannot be asked."""
         if self._jira_me is None and self.settings.jira.enabled:
-            from activities.jira import make_client  # noqa: PLC0415 - only with Jira configured
-            from jira import JIRAError  # noqa: PLC0415
+            from jira import JIRAError  # noqa: PLC0415 - only with Jira configured
             from requests import RequestException  # noqa: PLC0415
+
+            from vigil.jira_client import make_client  # noqa: PLC0415
 
             try:
                 self._jira_me = make_client(self.settings.jira).myself()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from activities.jira_check import check_jira
+from vigil.jira_check import check_jira
 from vigil.logging import get_logger
 from vigil.settings import JiraSettings
 

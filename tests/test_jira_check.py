@@ -12,8 +12,8 @@ from jira import JIRA
 from pydantic import SecretStr
 from temporalio.client import Client
 
-from activities.jira import make_client
-from activities.jira_check import check_jira
+from vigil.jira_check import check_jira
+from vigil.jira_client import make_client
 from api.main import create_app
 from tests.conftest import free_port
 from tests.jira_server import CLASSIC_WORKFLOW, JiraServer

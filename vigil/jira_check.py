@@ -12,7 +12,7 @@ from collections.abc import Callable
 from jira import JIRA, JIRAError
 from requests import RequestException
 
-from activities.jira import make_client
+from vigil.jira_client import make_client
 from vigil.settings import JiraSettings
 
 # Vigil status -> the statuses Vigil may move an incident to next (whose transitions must then be offered).
