@@ -32,9 +32,10 @@ from vigil.providers import PhoneProvider, build_phone_providers
 from vigil.providers.webhook import WebhookSender
 from vigil.logging import configure_logging, get_logger
 from vigil.settings import Settings, get_settings
-from vigil.temporal import connect
-from vigil.ingest.delivery import Delivery
-from vigil.reconciler import ensure_reconciler
+from client.connection import connect
+from client.incidents import IncidentClient
+from client.outbox import AlertOutbox
+from client.reconciler import ensure_reconciler
 from workflows.incident import IncidentWorkflow
 from workflows.jira_sync import JiraSyncWorkflow
 from workflows.reconcile import OutboxReconcileWorkflow, ReconcilerWorkflow
@@ -56,7 +57,7 @@ def build_worker(
     policy = PolicyActivities(sessions, settings.escalation)
     people = PeopleActivities(sessions, settings.escalation)
     projection = ProjectionActivities(sessions)
-    delivery = Delivery(sessions, settings, _constant(client))
+    delivery = AlertOutbox(sessions, settings, IncidentClient(sessions, settings, _constant(client)))
     reconcile = ReconcileActivities(delivery)
     lifecycle = LifecycleActivities(sessions, _constant(client), delivery)
     reconciler = ReconcilerActivities(reconcile, lifecycle)

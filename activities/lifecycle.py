@@ -26,7 +26,7 @@ from vigil.contracts import (
     IncidentStatus,
     parse_incident_number,
 )
-from vigil.ingest.delivery import Delivery
+from vigil.outbox import Outbox
 from vigil.logging import get_logger
 from vigil.ingest.store import in_outbox
 from vigil.models import AlertRow, Incident, IncidentGroup, NotificationAttempt, TimelineEvent, utcnow
@@ -55,7 +55,7 @@ NEVER_STARTED = "not_started"
 
 class LifecycleActivities:
     def __init__(
-        self, sessions: sessionmaker[Session], client: Callable[[], Awaitable[Client]], delivery: Delivery
+        self, sessions: sessionmaker[Session], client: Callable[[], Awaitable[Client]], delivery: Outbox
     ) -> None:
         self.sessions = sessions
         self.client = client

@@ -9,23 +9,29 @@ import time
 from temporalio import activity
 
 from activities.lifecycle import LifecycleActivities
-from vigil.contracts import EndedCheckInput, ReconcileInput, ReconcileResult, ReconcilerInput, ReconcilerResult
-from vigil.ingest.delivery import Delivery
+from vigil.contracts import (
+    EndedCheckInput,
+    ReconcileInput,
+    ReconcileResult,
+    ReconcilerInput,
+    ReconcilerResult,
+)
 from vigil.logging import get_logger
+from vigil.outbox import Outbox
 
 log = get_logger(__name__)
 HEARTBEAT_SECONDS = 5.0
 
 
 class ReconcileActivities:
-    def __init__(self, delivery: Delivery) -> None:
-        self.delivery = delivery
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
 
     @activity.defn
     async def redeliver_outbox(self, inp: ReconcileInput) -> ReconcileResult:
         """Deliver every stored-but-undelivered alert to its incident, oldest first."""
-        result = await self.delivery.redeliver_outbox(max_incidents=inp.max_incidents)
-        await self.delivery.observe_outbox()
+        result = await self.outbox.redeliver(max_incidents=inp.max_incidents)
+        await self.outbox.observe()
         return ReconcileResult(
             incidents=result.incidents, delivered=result.delivered, rerouted=result.rerouted, released=result.released,
             refused=result.refused, dead_lettered=result.dead_lettered, waiting=result.waiting,

@@ -1,1 +1,1 @@
-"""FastAPI layer: routers stay thin; they start, signal, update and query workflows."""
+"""FastAPI layer: thin routers by domain; they reach incidents through client.IncidentClient, never a workflow module."""

@@ -1,18 +1,18 @@
-"""Shared FastAPI dependencies: settings, DB sessions, the Temporal client, and key auth."""
+"""Shared FastAPI dependencies: settings, DB sessions, the incident client and the alert outbox, and key auth."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
@@ -20,20 +20,20 @@ from sqlalchemy import Engine, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
-from temporalio.client import Client
 
 from api.errors import DATABASE_BUSY, ApiError, database_busy, error_response
 from api.keys.limiter import FailedAuthLimiter
+from client.connection import Connection
+from client.dedup_keys import DedupKeys
+from client.incidents import IncidentClient
+from client.outbox import AlertOutbox
 from vigil.ingest.store import IntegrationInfo
 from vigil.logging import get_logger
 from vigil.models import ApiKey, Integration, User, utcnow
 from vigil.security import LAST_USED_GRANULARITY, Role, hash_key
 from vigil.settings import Settings
-from vigil.ingest.delivery import Delivery
-from vigil.temporal import TemporalUnavailable, bounded, connect
 
 log = get_logger(__name__)
-T = TypeVar("T")
 
 
 @dataclass
@@ -43,22 +43,8 @@ class AppState:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
-    temporal: Client | None = None
-    _connect_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    connection: Connection
     _jira_me: dict | None = None
-
-    async def temporal_client(self) -> Client:
-        """The Temporal client, connecting lazily so the API starts (and says not ready) without Temporal."""
-        if self.temporal is not None:
-            return self.temporal
-        async with self._connect_lock:
-            if self.temporal is None:
-                try:
-                    self.temporal = await asyncio.wait_for(connect(self.settings.temporal), timeout=5)
-                except (RuntimeError, OSError, asyncio.TimeoutError) as err:
-                    log.warning("temporal unreachable", address=self.settings.temporal.address, error=str(err))
-                    raise TemporalUnavailable(str(err)) from err
-        return self.temporal
 
     def jira_identity(self) -> dict | None:
         """The Jira integration account (`/myself`), learned once; None while Jira cannot be asked."""
@@ -80,13 +66,17 @@ class AppState:
         return FailedAuthLimiter(self.settings.api.auth_failure_limit)
 
     @cached_property
-    def delivery(self) -> Delivery:
-        """One per process: it caches the outbox size between requests."""
-        return Delivery(self.sessions, self.settings, self.temporal_client)
+    def incidents(self) -> IncidentClient:
+        return IncidentClient(self.sessions, self.settings, self.connection.get)
 
-    async def bounded(self, call: Awaitable[T]) -> T:
-        """A workflow call with the API's deadline (503 `workflow_timeout` past it)."""
-        return await bounded(call, self.settings.temporal.update_timeout_seconds)
+    @cached_property
+    def outbox(self) -> AlertOutbox:
+        """One per process: it caches the outbox size between requests."""
+        return AlertOutbox(self.sessions, self.settings, self.incidents)
+
+    @cached_property
+    def dedup_keys(self) -> DedupKeys:
+        return DedupKeys(self.sessions, self.incidents)
 
 
 def get_state(request: Request) -> AppState:
@@ -104,11 +94,22 @@ def get_session(state: StateDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-async def get_temporal(state: StateDep) -> Client:
-    return await state.temporal_client()
+def get_incidents(state: StateDep) -> IncidentClient:
+    return state.incidents
 
 
-TemporalDep = Annotated[Client, Depends(get_temporal)]
+def get_outbox(state: StateDep) -> AlertOutbox:
+    return state.outbox
+
+
+def get_dedup_keys(state: StateDep) -> DedupKeys:
+    return state.dedup_keys
+
+
+# Each connects to Temporal on its first call, not here: a request refused earlier (401, 422) never waits on it.
+IncidentsDep = Annotated[IncidentClient, Depends(get_incidents)]
+OutboxDep = Annotated[AlertOutbox, Depends(get_outbox)]
+DedupKeysDep = Annotated[DedupKeys, Depends(get_dedup_keys)]
 
 bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API key>`")
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]

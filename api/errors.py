@@ -12,11 +12,19 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
-
 from temporalio.service import RPCError, RPCStatusCode
 
+from client.errors import (
+    GroupKeptClosing,
+    IncidentError,
+    IncidentNotFound,
+    NotStarted,
+    ResolutionRequired,
+    TemporalUnavailable,
+    TransitionRefused,
+    WorkflowTimeout,
+)
 from vigil.logging import get_logger
-from vigil.temporal import TemporalUnavailable, WorkflowTimeout
 
 log = get_logger(__name__)
 
@@ -53,6 +61,23 @@ def error_response(status: int, code: str, message: str, details: Any = None, he
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
+def domain_error(err: IncidentError | GroupKeptClosing) -> ApiError:
+    """The one mapping of the client's domain errors to HTTP (IncidentClosed is a TransitionRefused: 409)."""
+    if isinstance(err, TransitionRefused):
+        return ApiError(409, "invalid_transition", err.message, {"current_status": err.current.value})
+    if isinstance(err, ResolutionRequired):
+        return ApiError(422, "validation_error", err.message)
+    if isinstance(err, NotStarted):
+        # Stored while Temporal was unreachable; its workflow starts when its alerts are redelivered.
+        return ApiError(503, "incident_not_started", err.message, headers={"Retry-After": "5"})
+    if isinstance(err, IncidentNotFound):
+        return ApiError(404, "not_found", err.message)
+    if isinstance(err, GroupKeptClosing):
+        return ApiError(503, "conflict_retry", f"{err}; retry", headers={"Retry-After": "1"})
+    log.error("unmapped domain error", error=type(err).__name__, detail=str(err))
+    return ApiError(500, "internal_error", "internal error; see the API logs")
+
+
 # A held lock past the lock/busy timeout, a statement past statement_timeout, no free pooled connection, or
 # the database down: the caller should retry, as with Temporal unreachable.
 DATABASE_BUSY = (OperationalError, PoolTimeout)
@@ -85,6 +110,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_req: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+    @app.exception_handler(IncidentError)
+    @app.exception_handler(GroupKeptClosing)
+    async def _domain_error(_req: Request, exc: IncidentError | GroupKeptClosing) -> JSONResponse:
+        api = domain_error(exc)
+        return error_response(api.status, api.code, api.message, api.details, api.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:

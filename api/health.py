@@ -12,15 +12,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
-
-from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.service import RPCError
 
 from api.deps import StateDep
+from client.connection import workers_polling
+from client.errors import TemporalUnavailable
 from vigil.ingest import store
-from vigil.temporal import TemporalUnavailable
 
 router = APIRouter(tags=["health"])
 T = TypeVar("T")
@@ -55,21 +52,10 @@ def _dead_letter_check(state: StateDep) -> str:
 async def _temporal_checks(state: StateDep) -> dict[str, str]:
     """Temporal reachable, and (informational) whether any worker polls Vigil's task queue."""
     try:
-        client = await state.temporal_client()
-        await asyncio.wait_for(client.service_client.check_health(), timeout=3)
-        described = await asyncio.wait_for(
-            client.workflow_service.describe_task_queue(
-                DescribeTaskQueueRequest(
-                    namespace=client.namespace,
-                    task_queue=TaskQueue(name=state.settings.temporal.task_queue),
-                    task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-                )
-            ),
-            timeout=3,
-        )
+        polled = await workers_polling(await state.connection.get(), state.settings.temporal.task_queue, timeout=3)
     except (TemporalUnavailable, RPCError, RuntimeError, OSError, asyncio.TimeoutError) as err:
         return {"temporal": f"error: {type(err).__name__}", "worker": "unknown"}
-    return {"temporal": "ok", "worker": "ok" if described.pollers else "error: no worker polling the task queue"}
+    return {"temporal": "ok", "worker": "ok" if polled else "error: no worker polling the task queue"}
 
 
 READY_DEADLINE_SECONDS = 2.5  # docs: /readyz answers within 3 s

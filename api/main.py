@@ -29,6 +29,7 @@ from api.ingest.router import router as ingest_router
 from api.acklinks.router import router as acklinks_router
 from api.providers.router import router as providers_router
 from api.webhooks.jira import router as jira_webhook_router
+from client.connection import Connection
 from vigil import crypto
 from vigil.db import create_db_engine, session_factory
 from vigil.logging import configure_logging, get_logger
@@ -54,7 +55,9 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         pool_timeout_seconds=core.database_pool_timeout_seconds,
     )
     crypto.configure(settings.core)
-    state = AppState(settings=settings, engine=engine, sessions=session_factory(engine), temporal=temporal)
+    state = AppState(
+        settings=settings, engine=engine, sessions=session_factory(engine), connection=Connection(settings.temporal, temporal)
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

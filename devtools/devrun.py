@@ -23,7 +23,7 @@ from temporalio.service import RPCError
 
 from vigil.search_attributes import cli_flags
 from vigil.settings import ApiSettings, CoreSettings, SmtpSettings, TemporalSettings, WorkerSettings
-from vigil.temporal import connect
+from client.connection import connect
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 TEMPORAL_DEADLINE = 60.0

@@ -376,7 +376,8 @@ async def test_reconciler_reroutes_alerts_whose_incident_closed_before_delivery(
     sessions: sessionmaker[Session], settings,  # noqa: ANN001
 ) -> None:
     """An alert stored for an incident that then closed (Temporal was down meanwhile) opens the next one."""
-    from vigil.ingest.delivery import Delivery
+    from client.incidents import IncidentClient
+    from client.outbox import AlertOutbox
 
     await post_alertmanager(api, keys.integration, am_body(FIRING))
     number = incident_row_number(sessions)
@@ -395,12 +396,12 @@ async def test_reconciler_reroutes_alerts_whose_incident_closed_before_delivery(
     async def get() -> Client:
         return client
 
-    delivery = Delivery(sessions, settings, get)
-    result = await delivery.redeliver_outbox()
+    outbox = AlertOutbox(sessions, settings, IncidentClient(sessions, settings, get))
+    result = await outbox.redeliver()
     assert (result.rerouted, result.delivered) == (1, 0)
     successor = incident_row_number(sessions)
     assert successor == number + 1
     state = await handle_of(client, successor).query(IncidentWorkflow.state)
     assert list(state.alerts) == ["late"]
-    again = await delivery.redeliver_outbox()
+    again = await outbox.redeliver()
     assert (again.incidents, again.rerouted) == (0, 0)

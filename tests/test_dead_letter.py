@@ -16,7 +16,8 @@ from temporalio.testing import WorkflowEnvironment
 from tests.conftest import Inbox, Keys, start_dev_server
 from tests.flows import handle_of
 from tests.test_ingest_hardening import alert, client_getter, integration_info, paged, store_unfitted
-from vigil.ingest.delivery import Delivery
+from client.incidents import IncidentClient
+from client.outbox import AlertOutbox
 from vigil.models import AlertRow, Incident
 from vigil.settings import Settings
 from workflows.incident import IncidentWorkflow
@@ -46,14 +47,14 @@ async def test_a_refused_alert_is_dead_lettered_paged_to_the_operator_and_never_
     refused = store_unfitted(sessions, integration, [alert("p-1", "poisoned-" + "p" * 140), alert("p-2", "poisoned-" + "p" * 140)])
     healthy = [store_unfitted(sessions, integration, [alert(f"g-{i}", f"svc-{i}")]) for i in range(20)]
 
-    delivery = Delivery(sessions, settings, client_getter(client))
-    first = await delivery.redeliver_outbox()
+    outbox = AlertOutbox(sessions, settings, IncidentClient(sessions, settings, client_getter(client)))
+    first = await outbox.redeliver()
     assert (first.delivered, first.refused, first.dead_lettered) == (20, 2, 0)
     for number in healthy:
         await paged(inbox, number)
 
     for _ in range(settings.ingest.dead_letter_after - 1):
-        await delivery.redeliver_outbox()
+        await outbox.redeliver()
     with sessions() as session:
         dead = session.scalars(select(AlertRow).where(AlertRow.dead_lettered_at.is_not(None))).all()
         assert sorted(r.fingerprint for r in dead) == ["p-1", "p-2"]
@@ -66,7 +67,7 @@ async def test_a_refused_alert_is_dead_lettered_paged_to_the_operator_and_never_
     assert len(op_state.alerts) == 2
     assert all(f"INC-{refused}" in a.summary for a in op_state.alerts.values())
     # Dead letters are out of the outbox: later runs do not try them again.
-    after = await delivery.redeliver_outbox()
+    after = await outbox.redeliver()
     assert (after.incidents, after.refused) == (0, 0)
 
     listed = await api.get("/api/v1/alerts", params={"status": "dead_letter"}, headers=keys.auth(keys.viewer))
@@ -76,7 +77,7 @@ async def test_a_refused_alert_is_dead_lettered_paged_to_the_operator_and_never_
     assert all(i["dead_lettered_at"] and not i["delivered"] and "exceeds size limit" in i["delivery_error"] for i in items)
     ready = (await api.get("/readyz")).json()
     assert ready["checks"]["dead_letter"].startswith("2 alert(s) dead-lettered"), ready
-    counts = await delivery.observe_outbox()
+    counts = await outbox.observe()
     assert counts.dead_lettered == 2
 
     # After fixing the cause, an admin puts one back (docs/runbook.md): it is in the outbox again.
@@ -90,5 +91,5 @@ async def test_a_refused_alert_is_dead_lettered_paged_to_the_operator_and_never_
     assert again.status_code == 409
     missing = await api.post("/api/v1/alerts/999999999/redeliver", headers=keys.auth(keys.admin))
     assert missing.status_code == 404
-    retry = await delivery.redeliver_outbox()
+    retry = await outbox.redeliver()
     assert (retry.incidents, retry.refused) == (1, 1)

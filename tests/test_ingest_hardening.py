@@ -17,7 +17,8 @@ from tests.flows import am_body, handle_of, post_alertmanager, trigger
 from tests.helpers import eventually, pd_event
 from vigil.contracts import DIGEST_ALERTS, MAX_TRACKED_ALERTS, Alert, Severity
 from vigil.ingest import fit, store
-from vigil.ingest.delivery import Delivery
+from client.incidents import IncidentClient
+from client.outbox import AlertOutbox
 from vigil.ingest.store import IntegrationInfo
 from vigil.models import AlertRow, Incident, Integration
 from vigil.settings import Settings
@@ -186,7 +187,7 @@ async def test_an_oversize_alert_left_in_the_outbox_is_fitted_and_pages_with_its
         alert("m-1", "mixed"), alert("m-2", "mixed", blob="p" * THREE_MB), alert("m-3", "mixed"),
     ])
     healthy = [store_unfitted(sessions, integration, [alert(f"g-{i}", f"svc-{i}")]) for i in range(5)]
-    result = await Delivery(sessions, settings, client_getter(client)).redeliver_outbox()
+    result = await AlertOutbox(sessions, settings, IncidentClient(sessions, settings, client_getter(client))).redeliver()
     assert (result.delivered, result.refused, result.waiting) == (8, 0, 0)
     for number in [mixed, *healthy]:
         await paged(inbox, number)

@@ -20,7 +20,7 @@ from tests.flows import handle_of, trigger
 from tests.helpers import eventually, pd_event
 from tests.servers import RestartableServer
 from vigil.models import AlertRow, Incident, TimelineEvent
-from vigil.reconciler import ensure_reconciler
+from client.reconciler import ensure_reconciler
 from vigil.settings import Settings
 from workflows.incident import IncidentWorkflow
 

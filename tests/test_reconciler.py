@@ -20,7 +20,7 @@ from tests.conftest import Inbox, Keys
 from tests.helpers import eventually
 from tests.test_ingest_hardening import alert, integration_info, paged, store_unfitted
 from vigil.contracts import ReconcileInput
-from vigil.reconciler import ensure_reconciler, legacy_schedule_id, reconciler_id
+from client.reconciler import ensure_reconciler, legacy_schedule_id, reconciler_id
 from vigil.settings import Settings
 
 

@@ -14,7 +14,8 @@ from api.main import create_app
 from tests.conftest import Inbox, Keys, free_port
 from tests.flows import handle_of, trigger
 from tests.helpers import eventually, pd_event
-from vigil.ingest.delivery import Delivery
+from client.incidents import IncidentClient
+from client.outbox import AlertOutbox
 from vigil.models import Incident, utcnow
 from vigil.settings import Settings
 from workflows.incident import IncidentWorkflow
@@ -67,8 +68,8 @@ async def test_silenced_alerts_are_stored_not_paged_and_open_when_the_silence_en
     ended = await api.delete(f"/api/v1/silences/{s['id']}", headers=keys.auth(keys.admin))
     assert ended.status_code == 200 and ended.json()["active"] is False
 
-    delivery = Delivery(sessions, settings, _get(client))
-    result = await delivery.redeliver_outbox()
+    outbox = AlertOutbox(sessions, settings, IncidentClient(sessions, settings, _get(client)))
+    result = await outbox.redeliver()
     assert result.released == 1  # quiet-1 still fires; quiet-2 resolved while silenced
     [released] = [a for a in await held(api, keys, "silenced") if a["fingerprint"] == "quiet-1"]
     assert released["delivered"] is True
@@ -76,7 +77,7 @@ async def test_silenced_alerts_are_stored_not_paged_and_open_when_the_silence_en
     await eventually(lambda: inbox.for_incident(number))
     state = await handle_of(client, number).query(IncidentWorkflow.state)
     assert list(state.alerts) == ["quiet-1"]
-    assert (await delivery.redeliver_outbox()).released == 0  # once
+    assert (await outbox.redeliver()).released == 0  # once
 
 
 async def test_a_silence_never_hides_updates_to_an_open_incident(
@@ -115,7 +116,7 @@ async def test_backpressure_suppresses_info_but_never_critical(
         assert (await offline.post("/v2/enqueue", json=pd_event(keys.integration, "backlog", component="db"))).status_code == 503
 
     tight = settings.model_copy(update={"ingest": settings.ingest.model_copy(update={"backlog_limit": 0})})
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(tight, api._transport.app.state.vigil.temporal)),  # noqa: SLF001
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(tight, api._transport.app.state.vigil.connection.client)),  # noqa: SLF001
                                  base_url="http://t") as http:
         info = await http.post("/v2/enqueue", json=pd_event(keys.integration, "noise", component="web", severity="info", klass="Chatty"))
         assert info.status_code == 202 and info.json()["message"] == "Event processed: alert suppressed"

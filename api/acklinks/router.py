@@ -29,13 +29,14 @@ from secure import (
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
-from api.deps import StateDep
-from api.errors import ApiError
+from api.deps import IncidentsDep, StateDep
+from api.errors import domain_error
 from api.providers import service
+from client.errors import IncidentError
 from vigil.bootstrap import ack_link_secret
+from vigil.contracts import incident_ref
 from vigil.models import AckLinkUse, Incident, utcnow
 from vigil.providers.acklinks import AckClaim, ExpiredToken, InvalidToken, read_token
-from vigil.contracts import incident_ref
 
 router = APIRouter(prefix="/ack", tags=["acknowledge links"])
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><meta name="robots" content="noindex">
@@ -134,7 +135,7 @@ async def confirm_page(token: str, state: StateDep) -> HTMLResponse:
                503: {"description": "Temporal or the database is unavailable; try the link again", "content": {
                    "text/html": {"schema": {"type": "string"}}, "application/json": {"schema": ERROR_SCHEMA}}}},
 )
-async def acknowledge(token: str, state: StateDep) -> HTMLResponse:
+async def acknowledge(token: str, state: StateDep, incidents: IncidentsDep) -> HTMLResponse:
     """Acknowledges once; when this page says so, no further page will start."""
     claim = _claim(state, token)
     if isinstance(claim, HTMLResponse):
@@ -143,11 +144,12 @@ async def acknowledge(token: str, state: StateDep) -> HTMLResponse:
         return _page(409, "Link already used", "<h1>This acknowledge link was already used</h1>")
     acted = False
     try:
-        client = await state.temporal_client()  # after the token: a bad link is a 400 page even with Temporal down
-        result = await service.acknowledge(state, client, claim.number, claim.recipient, via="email link")
+        # After the token (the client connects on its first call): a bad link is a 400 page even with Temporal down.
+        result = await service.acknowledge(state.sessions, incidents, claim.number, claim.recipient, via="email link")
         acted = True
-    except ApiError as err:
-        return _page(err.status, "Not acknowledged", f"<h1>Not acknowledged</h1><p>{escape(err.message)}</p>")
+    except IncidentError as err:  # not found, or not started yet: refusals come back as `result`
+        page = domain_error(err)
+        return _page(page.status, "Not acknowledged", f"<h1>Not acknowledged</h1><p>{escape(page.message)}</p>")
     finally:
         if not acted:
             # Given back: a link that met a Temporal outage (or a crash here) can be tried again.

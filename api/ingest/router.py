@@ -7,21 +7,22 @@ import json
 
 from fastapi import APIRouter, status
 
-from api.deps import BearerIntegration, RoutingKeyIntegration, StateDep
+from api.deps import BearerIntegration, DedupKeysDep, OutboxDep, RoutingKeyIntegration, StateDep
 from api.errors import ERROR_RESPONSES, ApiError
-from api.ingest import service
 from api.ingest.schemas import AlertmanagerWebhook, IngestResponse, PagerDutyEvent, PagerDutyResponse
 from api.metrics import ALERTS_INGESTED, INGEST_REQUESTS
+from vigil.contracts import incident_ref
 from vigil.logging import get_logger
 from vigil.normalize import from_alertmanager, from_pagerduty
-from vigil.contracts import incident_ref
 
 router = APIRouter(tags=["ingestion"], responses={k: ERROR_RESPONSES[k] for k in (401, 413, 422, 503)})
 log = get_logger(__name__)
 
 
 @router.post("/v2/enqueue", status_code=status.HTTP_202_ACCEPTED, response_model=PagerDutyResponse)
-async def enqueue(event: PagerDutyEvent, state: StateDep, integration: RoutingKeyIntegration) -> PagerDutyResponse:
+async def enqueue(
+    event: PagerDutyEvent, integration: RoutingKeyIntegration, outbox: OutboxDep, dedup_keys: DedupKeysDep
+) -> PagerDutyResponse:
     """PagerDuty Events API v2 compatible: trigger, acknowledge and resolve by `dedup_key`."""
     if event.event_action == "trigger":
         assert event.payload is not None
@@ -34,7 +35,7 @@ async def enqueue(event: PagerDutyEvent, state: StateDep, integration: RoutingKe
             dedup_key=dedup_key, summary=p.summary, source=p.source, severity=p.severity, component=p.component,
             group=p.group, klass=p.class_, custom_details=details, timestamp=p.timestamp, client_url=event.client_url,
         )
-        result = await service.ingest(state, integration, [alert])
+        result = await outbox.ingest(integration, [alert])
         _count("enqueue", result.outcomes)
         if result.incidents:
             message = f"Event processed: {incident_ref(result.incidents[0])}"
@@ -43,12 +44,12 @@ async def enqueue(event: PagerDutyEvent, state: StateDep, integration: RoutingKe
     elif event.event_action == "acknowledge":
         assert event.dedup_key
         dedup_key = event.dedup_key
-        number = await service.acknowledge_by_dedup_key(state, integration, dedup_key)
+        number = await dedup_keys.acknowledge(integration, dedup_key)
         message = f"Event processed: {incident_ref(number)} acknowledged" if number else "Event processed: no open alert with this dedup_key"
     else:
         assert event.dedup_key
         dedup_key = event.dedup_key
-        number = await state.delivery.resolve_by_dedup_key(integration, dedup_key)
+        number = await dedup_keys.resolve(integration, dedup_key)
         message = f"Event processed: alert resolved in {incident_ref(number)}" if number else "Event processed: no open alert with this dedup_key"
     INGEST_REQUESTS.labels(endpoint="enqueue", status="202").inc()
     log.info("pagerduty event", action=event.event_action, dedup_key=dedup_key, integration=integration.name)
@@ -63,7 +64,9 @@ def _derived_dedup_key(event: PagerDutyEvent) -> str:
 
 
 @router.post("/api/v1/integrations/alertmanager", status_code=status.HTTP_202_ACCEPTED, response_model=IngestResponse)
-async def alertmanager(body: AlertmanagerWebhook, state: StateDep, integration: BearerIntegration) -> IngestResponse:
+async def alertmanager(
+    body: AlertmanagerWebhook, state: StateDep, integration: BearerIntegration, outbox: OutboxDep
+) -> IngestResponse:
     """Alertmanager webhook v4 with `Authorization: Bearer <integration key>`."""
     cap = state.settings.api.max_alerts_per_request
     if len(body.alerts) > cap:
@@ -73,7 +76,7 @@ async def alertmanager(body: AlertmanagerWebhook, state: StateDep, integration: 
             "(set `max_alerts` in Alertmanager's webhook_config)", {"alerts": len(body.alerts), "limit": cap},
         )
     alerts = [from_alertmanager(a.model_dump(), body.commonLabels, body.externalURL) for a in body.alerts]
-    result = await service.ingest(state, integration, alerts)
+    result = await outbox.ingest(integration, alerts)
     _count("alertmanager", result.outcomes)
     INGEST_REQUESTS.labels(endpoint="alertmanager", status="202").inc()
     log.info("alertmanager webhook", alerts=len(alerts), integration=integration.name, incidents=result.incidents)

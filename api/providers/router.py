@@ -13,15 +13,15 @@ import time
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
-from api.deps import StateDep
+from api.deps import IncidentsDep, StateDep
 from api.errors import ERROR_RESPONSES, ApiError
 from api.providers import service
 from api.providers.schemas import CallbackResult
-from vigil.contracts import DELIVERY_RECEIPT, ReceiptInput, ReceiptType, workflow_id
+from client.incidents import IncidentClient
+from vigil.contracts import ReceiptInput, ReceiptType, incident_ref
 from vigil.logging import get_logger
 from vigil.providers.callbacks import ACK_DIGIT, CallbackType, ProviderCallback, parse_ack_reply
 from vigil.providers.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, InvalidSignature, verify
-from vigil.contracts import incident_ref
 
 router = APIRouter(prefix="/api/v1/providers", tags=["providers"])
 log = get_logger(__name__)
@@ -57,7 +57,7 @@ def _inlined(schema: dict) -> dict:
         "schema": _inlined(ProviderCallback.model_json_schema(by_alias=True)),
     }}}},
 )
-async def callback(name: str, request: Request, state: StateDep) -> CallbackResult:
+async def callback(name: str, request: Request, state: StateDep, incidents: IncidentsDep) -> CallbackResult:
     """A receipt, an SMS reply or an IVR event; 401 unless signed with the provider secret."""
     p = state.settings.providers
     if name != p.name or p.secret is None:
@@ -77,8 +77,9 @@ async def callback(name: str, request: Request, state: StateDep) -> CallbackResu
         raise ApiError(422, "validation_error", "invalid callback body", details) from err
     if await asyncio.to_thread(service.seen, state.sessions, name, event.event_id):
         return CallbackResult(status="duplicate", detail=f"event {event.event_id} was already applied")
-    # Temporal only once the signature is checked: an unsigned request is a 401 even while Temporal is down.
-    result = await _apply(name, event, state, await state.temporal_client())
+    # Temporal only once the signature is checked (the client connects on its first call): an unsigned request
+    # is a 401 even while Temporal is down.
+    result = await _apply(name, event, state, incidents)
     # Recorded after acting: a failure above (Temporal down: 503) leaves the event to the provider's retry.
     await asyncio.to_thread(service.record, state.sessions, name, event, result.incident, result.status, body)
     log.info("provider callback", provider=name, event_id=event.event_id, type=event.type.value,
@@ -95,17 +96,16 @@ async def _unknown_yet(name: str, state) -> None:  # noqa: ANN001
                        "recorded: retry", headers={"Retry-After": "2"})
 
 
-async def _apply(name: str, event: ProviderCallback, state, client) -> CallbackResult:  # noqa: ANN001
+async def _apply(name: str, event: ProviderCallback, state, incidents: IncidentClient) -> CallbackResult:  # noqa: ANN001
     if event.type in RECEIPTS:
         page = await asyncio.to_thread(service.record_receipt, state.sessions, event)
         if page is None:
             await _unknown_yet(name, state)
             return CallbackResult(status="ignored", detail="no notification with that message id or key")
         number, key = page
-        handle = client.get_workflow_handle(workflow_id(number))
         receipt = ReceiptInput(event_id=f"{name}:{event.event_id}", idempotency_key=key, type=RECEIPTS[event.type],
                                error=event.error)
-        await state.bounded(service.signal_if_running(handle, DELIVERY_RECEIPT, receipt))
+        await incidents.receipt(number, receipt)
         return CallbackResult(status="applied", incident=incident_ref(number))
     if event.type == CallbackType.sms_reply:
         number = parse_ack_reply(event.text or "")
@@ -114,7 +114,7 @@ async def _apply(name: str, event: ProviderCallback, state, client) -> CallbackR
         if not event.from_ or not await asyncio.to_thread(service.was_paged, state.sessions, number, event.from_):
             return CallbackResult(status="ignored", incident=incident_ref(number),
                                   detail="that number was not paged for this incident")
-        return await service.acknowledge(state, client, number, event.from_, via="SMS reply")
+        return await service.acknowledge(state.sessions, incidents, number, event.from_, via="SMS reply")
     if event.type == CallbackType.ivr_keypress:
         page = await asyncio.to_thread(service.find_page, state.sessions, event)
         if page is None:
@@ -123,5 +123,5 @@ async def _apply(name: str, event: ProviderCallback, state, client) -> CallbackR
         if (event.digits or "").strip() != ACK_DIGIT:
             return CallbackResult(status="ignored", incident=incident_ref(page.incident_number),
                                   detail=f"keypress {event.digits!r} is not {ACK_DIGIT}")
-        return await service.acknowledge(state, client, page.incident_number, page.target, via="IVR keypress")
+        return await service.acknowledge(state.sessions, incidents, page.incident_number, page.target, via="IVR keypress")
     return CallbackResult(status="ignored", detail=f"unhandled type {event.type.value}")

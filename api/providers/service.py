@@ -8,18 +8,16 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.client import WorkflowHandle
-from temporalio.service import RPCError, RPCStatusCode
 
-from api.errors import ApiError
-from api.incidents.router import transition
+from api.metrics import counted
 from api.providers.schemas import CallbackResult
-from vigil.contracts import AcknowledgeInput, Actor, ActorKind, Channel, ReceiptInput
+from client.errors import TransitionRefused
+from client.incidents import IncidentClient
+from vigil.contracts import AcknowledgeInput, Actor, ActorKind, Channel, incident_ref
 from vigil.escalation import mask_target
-from vigil.models import NotificationAttempt, ProviderCallback as CallbackRow, User, utcnow
+from vigil.models import NotificationAttempt, User, utcnow
+from vigil.models import ProviderCallback as CallbackRow
 from vigil.providers.callbacks import ProviderCallback
-from workflows.incident import IncidentWorkflow
-from vigil.contracts import incident_ref
 
 
 def seen(sessions: sessionmaker[Session], provider: str, event_id: str) -> bool:
@@ -101,23 +99,13 @@ def actor_for(sessions: sessionmaker[Session], address: str, via: str) -> Actor:
     return Actor(kind=ActorKind.user, name=f"{name} ({via})")
 
 
-async def acknowledge(state, client, number: int, address: str, *, via: str) -> CallbackResult:  # noqa: ANN001
+async def acknowledge(
+    sessions: sessionmaker[Session], incidents: IncidentClient, number: int, address: str, *, via: str
+) -> CallbackResult:
     """Acknowledge INC-<number> as the person at `address`; an already acknowledged incident is not an error."""
-    actor = await asyncio.to_thread(actor_for, state.sessions, address, via)
-    inp = AcknowledgeInput(actor=actor, note=f"Acknowledged by {via}")
+    actor = await asyncio.to_thread(actor_for, sessions, address, via)
     try:
-        await transition(state, client, str(number), "acknowledge", IncidentWorkflow.acknowledge, inp)
-    except ApiError as err:
-        if err.status != 409:
-            raise
+        await counted("acknowledge", incidents.acknowledge(number, AcknowledgeInput(actor=actor, note=f"Acknowledged by {via}")))
+    except TransitionRefused as err:  # acknowledged already, resolved, or closed
         return CallbackResult(status="ignored", incident=incident_ref(number), detail=err.message)
     return CallbackResult(status="acknowledged", incident=incident_ref(number), detail=f"by {actor.name}")
-
-
-async def signal_if_running(handle: WorkflowHandle, name: str, arg: ReceiptInput) -> None:
-    """A receipt for a closed incident changes nothing: it is dropped, not an error."""
-    try:
-        await handle.signal(name, arg)
-    except RPCError as err:
-        if err.status != RPCStatusCode.NOT_FOUND:
-            raise

@@ -13,15 +13,18 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from api.deps import StateDep
+from api.deps import IncidentsDep, StateDep
 from api.errors import ERROR_RESPONSES, ApiError
-from api.incidents.router import transition
+from api.metrics import counted
+from client.errors import IncidentNotFound, TransitionRefused
+from client.incidents import IncidentClient
 from vigil.contracts import (
     AcknowledgeInput,
     Actor,
@@ -30,11 +33,10 @@ from vigil.contracts import (
     NoteInput,
     ReopenInput,
     ResolveInput,
+    incident_ref,
 )
 from vigil.logging import get_logger
 from vigil.models import JiraIssue, JiraSyncEntry, utcnow
-from workflows.incident import IncidentWorkflow
-from vigil.contracts import incident_ref
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["jira"])
 log = get_logger(__name__)
@@ -51,7 +53,7 @@ class WebhookResult(BaseModel):
     responses={k: ERROR_RESPONSES[k] for k in (401, 404, 422, 503)},
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}},
 )
-async def jira_webhook(request: Request, state: StateDep) -> WebhookResult:
+async def jira_webhook(request: Request, state: StateDep, incidents: IncidentsDep) -> WebhookResult:
     """A Jira webhook (`jira:issue_updated`, `comment_created`); 401 unless signed with the webhook secret."""
     j = state.settings.jira
     if not j.enabled or j.webhook_secret is None:
@@ -77,15 +79,16 @@ async def jira_webhook(request: Request, state: StateDep) -> WebhookResult:
     elif await asyncio.to_thread(_seen, state, delivery, body_hash):
         return WebhookResult(status="duplicate", incident=incident_ref(number), detail="this delivery was applied already")
     else:
-        # Temporal only once the signature is checked: an unsigned request is a 401 even while Temporal is down.
-        result = await _apply(state, await state.temporal_client(), number, kind, event)
+        # Temporal only once the signature is checked (the client connects on its first call): an unsigned
+        # request is a 401 even while Temporal is down.
+        result = await _apply(state, incidents, number, kind, event)
     await asyncio.to_thread(_log, state, number, key, kind, result, delivery, body_hash, started)
     log.info("jira webhook", jira_key=key, webhook_event=kind, outcome=result.status, detail=result.detail,
              incident=result.incident)
     return result
 
 
-async def _apply(state, client, number: int, kind: str, event: dict[str, Any]) -> WebhookResult:  # noqa: ANN001
+async def _apply(state, incidents: IncidentClient, number: int, kind: str, event: dict[str, Any]) -> WebhookResult:  # noqa: ANN001
     """Apply one event; refusals (already resolved, out of order) are ignored, not errors."""
     inc = incident_ref(number)
     who = event.get("user") or (event.get("comment") or {}).get("author") or {}
@@ -96,16 +99,16 @@ async def _apply(state, client, number: int, kind: str, event: dict[str, Any]) -
         text = str((event.get("comment") or {}).get("body") or "").strip()
         if not text:
             return WebhookResult(status="ignored", incident=inc, detail="empty comment")
-        return await _update(state, client, number, "note", IncidentWorkflow.add_note, NoteInput(actor=actor, body=text))
+        return await _update(number, "note", incidents.note(number, NoteInput(actor=actor, body=text)))
     if kind != "jira:issue_updated":
         return WebhookResult(status="ignored", incident=inc, detail=f"{kind} is not handled")
     outcomes = []
     for item in (event.get("changelog") or {}).get("items", []):
         if item.get("field") == "status":
-            outcomes.append(await _status(state, client, number, actor, str(item.get("toString")), event))
+            outcomes.append(await _status(state, incidents, number, actor, str(item.get("toString")), event))
         elif item.get("field") == "assignee":
             inp = AssignInput(actor=actor, assignee=item.get("toString"))
-            outcomes.append(await _update(state, client, number, "assign", IncidentWorkflow.assign, inp))
+            outcomes.append(await _update(number, "assign", incidents.assign(number, inp)))
     if not outcomes:
         return WebhookResult(status="ignored", incident=inc, detail="no status or assignee change")
     applied = [o for o in outcomes if o.status == "applied"]
@@ -114,29 +117,26 @@ async def _apply(state, client, number: int, kind: str, event: dict[str, Any]) -
     )
 
 
-async def _status(state, client, number: int, actor: Actor, status: str, event: dict) -> WebhookResult:  # noqa: ANN001
+async def _status(state, incidents: IncidentClient, number: int, actor: Actor, status: str, event: dict) -> WebhookResult:  # noqa: ANN001, E501
     action = state.settings.jira.statuses.get(status)
     if action is None:
         return WebhookResult(status="ignored", incident=incident_ref(number), detail=f"status {status!r} is not mapped")
     if action == "acknowledge":
         inp = AcknowledgeInput(actor=actor, note=f"Moved to {status} in Jira")
-        return await _update(state, client, number, "acknowledge", IncidentWorkflow.acknowledge, inp)
+        return await _update(number, "acknowledge", incidents.acknowledge(number, inp))
     if action == "resolve":
         comment = str((event.get("comment") or {}).get("body") or "").strip()
         resolution = comment or f"Resolved in Jira {event['issue']['key']}"
-        return await _update(state, client, number, "resolve", IncidentWorkflow.resolve,
-                              ResolveInput(actor=actor, resolution=resolution))
-    return await _update(state, client, number, "reopen", IncidentWorkflow.reopen,
-                         ReopenInput(actor=actor, note=f"moved to {status} in Jira"))
+        return await _update(number, "resolve", incidents.resolve(number, ResolveInput(actor=actor, resolution=resolution)))
+    return await _update(number, "reopen", incidents.reopen(number, ReopenInput(actor=actor, note=f"moved to {status} in Jira")))
 
 
-async def _update(state, client, number: int, name: str, update, inp) -> WebhookResult:  # noqa: ANN001
+async def _update(number: int, name: str, call: Awaitable[object]) -> WebhookResult:
     try:
-        await transition(state, client, str(number), name, update, inp)
-    except ApiError as err:
-        if err.status in (404, 409):  # refused by the state machine (already there, out of order) or closed
-            return WebhookResult(status="ignored", incident=incident_ref(number), detail=f"{name}: {err.message}")
-        raise  # 503: Jira retries the delivery
+        await counted(name, call)
+    except (IncidentNotFound, TransitionRefused) as err:  # refused by the state machine (already there, out of order) or closed
+        return WebhookResult(status="ignored", incident=incident_ref(number), detail=f"{name}: {err.message}")
+    # NotStarted and outages reach Jira as a 503: it retries the delivery.
     return WebhookResult(status="applied", incident=incident_ref(number), detail=name)
 
 

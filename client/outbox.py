@@ -1,5 +1,7 @@
-"""Deliver stored alerts to their incident's workflow with update-with-start; shared by the API and the
-outbox reconciler, so the two can never disagree on how an alert reaches an incident."""
+"""The alert outbox: alerts are stored first and then delivered to their incident's workflow; what Temporal
+refuses is retried alert by alert and dead-lettered past a limit, and the reconciler redelivers whatever is
+stored but undelivered. Shared by the API and the reconciler, so the two never disagree on how an alert reaches
+an incident."""
 
 from __future__ import annotations
 
@@ -7,44 +9,24 @@ import asyncio
 import dataclasses
 import time
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import Counter as Counter_
 from prometheus_client import Gauge
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
 
-from vigil import search_attributes as sa
-from vigil.contracts import (
-    ACKNOWLEDGE,
-    ADD_ALERTS,
-    INCIDENT_WORKFLOW,
-    AcknowledgeInput,
-    Actor,
-    ActorKind,
-    AddAlertsInput,
-    AddAlertsResult,
-    Alert,
-    AlertStatus,
-    IncidentInput,
-    JiraTarget,
-    Severity,
-    TransitionResult,
-    workflow_id,
-)
+from client.connection import is_outage
+from client.errors import GroupKeptClosing, IncidentClosed, TemporalUnavailable, WorkflowTimeout
+from client.incidents import IncidentClient
+from vigil.contracts import Alert, AlertStatus, Severity, incident_ref, workflow_id
 from vigil.ingest import fit, holding, store
 from vigil.ingest.store import IntegrationInfo
 from vigil.logging import get_logger
 from vigil.models import Incident, Integration
-from vigil.normalize import alertname
+from vigil.outbox import RedeliveryResult
 from vigil.settings import Settings
-from vigil.temporal import TemporalUnavailable, WorkflowTimeout, bounded, is_outage
-from vigil.contracts import incident_ref
 
 log = get_logger(__name__)
 INTERNAL_KIND = store.INTERNAL_KIND
@@ -73,17 +55,6 @@ class IngestResult:
 
 
 @dataclass
-class RedeliveryResult:
-    incidents: int = 0
-    delivered: int = 0
-    rerouted: int = 0
-    released: int = 0
-    refused: int = 0
-    dead_lettered: int = 0
-    waiting: int = 0  # their workflow did not answer in time; tried again next run
-
-
-@dataclass
 class Delivered:
     """What one delivery of stored alerts did."""
 
@@ -92,39 +63,20 @@ class Delivered:
     dead_lettered: int = 0
 
 
-class IncidentClosedError(Exception):
-    """The group's incident stopped taking alerts between our read and our update."""
-
-
-class IncidentNotStarted(Exception):
-    """The incident's workflow has not started yet (its alerts wait in the outbox); the caller retries."""
-
-    def __init__(self, number: int) -> None:
-        super().__init__(f"{incident_ref(number)} has no running workflow yet; retry shortly")
-        self.number = number
-
-
-class GroupKeptClosing(Exception):
-    """A group's incident closed under us on every attempt; the sender should retry."""
-
-
 def _lead(batch: Sequence[Alert]) -> Alert:
     """The alert that names a new incident: the most severe firing one."""
     firing = [a for a in batch if a.status == AlertStatus.firing] or list(batch)
     return min(firing, key=lambda a: a.severity.rank)
 
 
-class Delivery:
-    def __init__(
-        self, sessions: sessionmaker[Session], settings: Settings, client: Callable[[], Awaitable[Client]]
-    ) -> None:
+class AlertOutbox:
+    """Store, deliver, refuse, dead-letter and redeliver alerts; one per process (it caches the backlog)."""
+
+    def __init__(self, sessions: sessionmaker[Session], settings: Settings, incidents: IncidentClient) -> None:
         self.sessions = sessions
         self.settings = settings
-        self.client = client
+        self.incidents = incidents
         self._backlog_value, self._backlog_at = 0, float("-inf")
-
-    def _bounded(self, call: Awaitable) -> Awaitable:  # noqa: ANN001
-        return bounded(call, self.settings.temporal.update_timeout_seconds)
 
     # --- the API path ---------------------------------------------------------------------
 
@@ -161,7 +113,7 @@ class Delivery:
                 return incident.number, upserted.outcomes  # pure repeats: no Temporal round trip
             try:
                 done = await self._deliver_stored(integration, incident, upserted.undelivered, lead)
-            except IncidentClosedError:
+            except IncidentClosed:
                 log.info("incident closed under us; opening a new one", incident=incident_ref(incident.number), group_key=key)
                 await asyncio.to_thread(self._release, key, incident.number)
                 continue
@@ -179,7 +131,7 @@ class Delivery:
         done = Delivered()
         try:
             await self._send(integration, incident, alerts, lead or _lead(alerts))
-        except (IncidentClosedError, TemporalUnavailable, WorkflowTimeout):
+        except (IncidentClosed, TemporalUnavailable, WorkflowTimeout):
             raise
         except Exception as err:  # noqa: BLE001 - whatever else a refusal is, it must not block the outbox
             if is_outage(err):
@@ -317,90 +269,12 @@ class Delivery:
     ) -> None:
         """Hand the batch to INC-<n> in chunks that each fit in one Temporal payload."""
         for chunk in fit.chunks(alerts):
-            await self._send_chunk(integration, incident, chunk, lead)
+            await self.incidents.open_or_add(incident, integration, chunk, lead)
             incident = _started(incident)
-
-    async def _send_chunk(
-        self, integration: IntegrationInfo, incident: store.OpenIncident, alerts: list[Alert], lead: Alert
-    ) -> None:
-        """Hand the batch to INC-<n>: a plain start carrying it for a new incident, else update-with-start.
-
-        A start is durable once it returns and does not wait for a worker, so opening an incident costs one
-        start (update-with-start waits for the workflow's first task: docs/benchmarks.md). Whoever created the
-        incident row starts it; if the workflow exists already (a joiner's update-with-start got there first,
-        or a retry), the batch goes as an update like any other.
-        """
-        s = self.settings
-        wid = workflow_id(incident.number)
-        options = dict(
-            id=wid,
-            task_queue=s.temporal.task_queue,
-            # A closed INC-<n> must never be started again under the same number.
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(sa.INCIDENT_NUMBER, wid),
-                    SearchAttributePair(sa.INCIDENT_STATUS, "triggered"),
-                    SearchAttributePair(sa.SEVERITY, incident.severity.value),
-                    SearchAttributePair(sa.SERVICE, incident.service),
-                    SearchAttributePair(sa.GROUP_KEY, incident.group_key),
-                ]
-            ),
-            static_summary=f"{wid} [{incident.severity.value}] {incident.service}: {alertname(lead)}",
-            static_details=_static_details(incident, lead, integration, s.core.public_url),
-        )
-        inp = IncidentInput(
-            number=incident.number,
-            group_key=incident.group_key,
-            service=incident.service,
-            severity=incident.severity,
-            title=incident.title,
-            integration_id=integration.id,
-            integration_name=integration.name,
-            auto_resolve=integration.auto_resolve,
-            hold_resolution_seconds=integration.hold_resolution_seconds,
-            reopen_window_seconds=s.core.reopen_window_seconds,
-            public_url=s.core.public_url,
-            temporal_ui_url=s.temporal.ui_url,
-            namespace=s.temporal.namespace,
-            jira=JiraTarget(project_key=s.jira.project_key, min_severity=s.jira.min_severity) if s.jira.enabled else None,
-        )
-        client = await self.client()
-        if incident.created:
-            try:
-                await client.start_workflow(
-                    INCIDENT_WORKFLOW, inp.model_copy(update={"alerts": alerts}),
-                    id_conflict_policy=WorkflowIDConflictPolicy.FAIL, **options,
-                )
-                return
-            except WorkflowAlreadyStartedError:
-                pass  # running (or closed): deliver as an update below
-        start = WithStartWorkflowOperation(
-            INCIDENT_WORKFLOW, inp, id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING, **options
-        )
-        try:
-            await self._bounded(
-                client.execute_update_with_start_workflow(
-                    ADD_ALERTS, AddAlertsInput(alerts=alerts), start_workflow_operation=start,
-                    result_type=AddAlertsResult,
-                )
-            )
-        except WorkflowUpdateFailedError as err:
-            if isinstance(err.cause, ApplicationError) and err.cause.type == "IncidentClosed":
-                raise IncidentClosedError from err
-            raise
-        except WorkflowAlreadyStartedError as err:
-            _consume(start)
-            raise IncidentClosedError from err
-        except RPCError as err:
-            _consume(start)
-            if err.status == RPCStatusCode.ALREADY_EXISTS:
-                raise IncidentClosedError from err
-            raise
 
     # --- the outbox reconciler ---------------------------------------------------------------
 
-    async def redeliver_outbox(self, *, max_incidents: int = 200) -> RedeliveryResult:
+    async def redeliver(self, *, max_incidents: int = 200) -> RedeliveryResult:
         """Deliver every stored-but-undelivered alert: oldest first, one update per incident.
 
         Runs from the reconciler every few seconds, so alerts accepted while Temporal was down reach their
@@ -435,7 +309,7 @@ class Delivery:
         result.incidents += 1
         try:
             done = await self._deliver_stored(integration, incident, alerts)
-        except IncidentClosedError:
+        except IncidentClosed:
             # It closed before these arrived: they belong to the group's next incident.
             await asyncio.to_thread(self._release, incident.group_key, incident.number)
             await self.ingest(integration, alerts)
@@ -473,7 +347,7 @@ class Delivery:
         with self.sessions.begin() as session:
             holding.mark_released(session, released)
 
-    async def observe_outbox(self) -> store.OutboxCounts:
+    async def observe(self) -> store.OutboxCounts:
         """Set the outbox gauges (the worker's /metrics) from one count."""
         counts = await asyncio.to_thread(self._outbox_counts)
         OUTBOX.set(counts.undelivered)
@@ -507,94 +381,6 @@ class Delivery:
             # Fitted again: rows stored before Vigil fitted alerts at the door may still be too large.
             return [fit.fit_alert(a, keep_fingerprint=True) for a in store.undelivered(session, number=number)]
 
-    # --- PagerDuty acknowledge / resolve by dedup key ---------------------------------------
-
-    async def resolve_by_dedup_key(self, integration: IntegrationInfo, dedup_key: str) -> int | None:
-        """The alert is resolved at its source; the workflow decides about the incident."""
-        found = await asyncio.to_thread(self._resolve_row, integration, fit.fit_fingerprint(dedup_key))
-        if found is None:
-            return None
-        number, alert = found
-        client = await self.client()
-        try:
-            await self._bounded(
-                client.get_workflow_handle(workflow_id(number)).execute_update(
-                    ADD_ALERTS, AddAlertsInput(alerts=[alert]), result_type=AddAlertsResult
-                )
-            )
-        except WorkflowUpdateFailedError as err:
-            if isinstance(err.cause, ApplicationError) and err.cause.type == "IncidentClosed":
-                return number
-            raise
-        except RPCError as err:
-            if err.status != RPCStatusCode.NOT_FOUND:
-                raise
-            # No workflow to tell: not started yet (the outbox delivers the resolved status with its start),
-            # or ended outside Vigil (the reconciler reports it). The row says resolved either way.
-            return number
-        await asyncio.to_thread(self._mark_delivered, number, [alert])
-        return number
-
-    def _resolve_row(self, integration: IntegrationInfo, dedup_key: str) -> tuple[int, Alert] | None:
-        with self.sessions.begin() as session:
-            found = store.resolve_by_fingerprint(session, integration=integration, fingerprint=dedup_key)
-            if found is None:
-                holding.resolve_held(session, integration=integration, fingerprint=dedup_key)
-            return found
-
-    async def acknowledge_by_dedup_key(self, integration: IntegrationInfo, dedup_key: str) -> int | None:
-        """Acknowledges the incident holding that alert; a repeat is a no-op."""
-        number = await asyncio.to_thread(self._open_incident_of, integration, fit.fit_fingerprint(dedup_key))
-        if number is None:
-            return None
-        client = await self.client()
-        actor = Actor(kind=ActorKind.source, name=integration.name)
-        try:
-            await self._bounded(
-                client.get_workflow_handle(workflow_id(number)).execute_update(
-                    ACKNOWLEDGE, AcknowledgeInput(actor=actor, note=f"Acknowledged by {integration.name}"),
-                    result_type=TransitionResult,
-                )
-            )
-        except WorkflowUpdateFailedError as err:
-            if not (isinstance(err.cause, ApplicationError) and err.cause.type == "InvalidTransition"):
-                raise
-        except RPCError as err:
-            if err.status != RPCStatusCode.NOT_FOUND:
-                raise
-            if await asyncio.to_thread(self._never_delivered, number):
-                raise IncidentNotStarted(number) from err
-            return None  # its workflow ended outside Vigil: nothing to acknowledge (the reconciler reports it)
-        return number
-
-    def _never_delivered(self, number: int) -> bool:
-        with self.sessions() as session:
-            return not store.has_delivered(session, number=number)
-
-    def _open_incident_of(self, integration: IntegrationInfo, dedup_key: str) -> int | None:
-        with self.sessions() as session:
-            row = store.open_alert(session, integration=integration, fingerprint=dedup_key)
-            return row.incident_number if row else None
-
-
 def _started(incident: store.OpenIncident) -> store.OpenIncident:
     """The same incident once its workflow has been started: later sends go as updates."""
     return dataclasses.replace(incident, created=False) if incident.created else incident
-
-
-def _consume(start: WithStartWorkflowOperation) -> None:
-    """The refused start's handle future holds the same error; read it so asyncio does not log it as lost."""
-    future = start._workflow_handle  # noqa: SLF001 - the SDK exposes it only as an awaitable
-    if future.done() and not future.cancelled():
-        future.exception()
-
-
-def _static_details(incident: store.OpenIncident, lead: Alert, integration: IntegrationInfo, public_url: str) -> str:
-    labels = "\n".join(f"- `{k}` = `{v}`" for k, v in sorted(lead.labels.items()))
-    return (
-        f"### {incident_ref(incident.number)}: {incident.title}\n\n"
-        f"- **Service:** {incident.service}\n- **Severity:** {incident.severity.value}\n"
-        f"- **Group key:** `{incident.group_key}`\n- **Integration:** {integration.name}\n"
-        f"- **API:** {public_url}/api/v1/incidents/{incident_ref(incident.number)}\n\n"
-        f"**First alert labels**\n\n{labels}\n"
-    )
