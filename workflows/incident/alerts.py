@@ -1,30 +1,63 @@
-"""The incident's alerts: one entry per fingerprint, each new or changed alert on the timeline, and the
-incident's severity raised by a more severe firing alert."""
+"""What an alert does to the incident: one entry per fingerprint, each new or changed alert on the timeline,
+the severity raised by a more severe firing alert; a re-fire reopens a resolved incident (within its reopen
+window) or keeps a held resolution open (flapping); every alert resolved at the source resolves the incident,
+at once or after the hold."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from datetime import timedelta
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from vigil import search_attributes as sa
-    from vigil.contracts import MAX_TRACKED_ALERTS, Alert, AlertStatus, IncidentState, alert_key, tracked
+    from vigil.contracts import (
+        MAX_TRACKED_ALERTS,
+        AddAlertsResult,
+        Alert,
+        AlertStatus,
+        IncidentInput,
+        IncidentState,
+        IncidentStatus,
+        alert_key,
+        tracked,
+    )
+    from vigil.escalation import human_duration
+    from vigil.state_machine import Transition, can
     from workflows.incident.jira_link import JiraLink
     from workflows.incident.timeline import SOURCE, Timeline
-
-
-@dataclass
-class Taken:
-    new: int  # alerts not seen before
-    refired: bool  # an alert is firing that was new or not firing before
+    from workflows.incident.transitions import Transitions
 
 
 class Alerts:
-    def __init__(self, s: IncidentState, timeline: Timeline, jira: JiraLink) -> None:
-        self.s, self.timeline, self.jira = s, timeline, jira
+    def __init__(
+        self, s: IncidentState, inp: IncidentInput, timeline: Timeline, jira: JiraLink, changes: Transitions
+    ) -> None:
+        self.s, self.inp, self.timeline, self.jira, self.changes = s, inp, timeline, jira, changes
 
-    def take(self, alerts: list[Alert]) -> Taken:
+    def take(self, alerts: list[Alert]) -> AddAlertsResult:
+        new, refired = self._track(alerts)
+        reopened = False
+        if refired and self.s.status == IncidentStatus.resolved:
+            self.changes.reopen(SOURCE, "Reopened: an alert fired again within the reopen window")
+            reopened = True
+        elif refired and self.s.resolve_due_at is not None:
+            self.s.resolve_due_at = None
+            self.timeline.record("flapping", SOURCE, "An alert fired again while its resolution was held: kept open")
+        elif self.all_resolved_at_source() and can(self.s.status, Transition.resolve) and self.inp.auto_resolve:
+            hold = timedelta(seconds=self.inp.hold_resolution_seconds)
+            if not hold:
+                self.changes.auto_resolve(f"Auto-resolved: all {self.s.alert_count} alert(s) resolved at the source")
+            elif self.s.resolve_due_at is None:
+                self.s.resolve_due_at = workflow.now() + hold
+                self.timeline.record(
+                    "resolution_held", SOURCE,
+                    f"All alerts resolved at the source; resolving in {human_duration(hold)} unless one fires again",
+                )
+        return AddAlertsResult(number=self.s.number, status=self.s.status, new_alerts=new, reopened=reopened)
+
+    def _track(self, alerts: list[Alert]) -> tuple[int, bool]:
+        """Record new and changed alerts; (how many are new, whether one fired that was not firing)."""
         new, refired = 0, False
         for alert in alerts:
             key = alert_key(alert.fingerprint)
@@ -46,7 +79,7 @@ class Alerts:
                 workflow.upsert_search_attributes([sa.SEVERITY.value_set(self.s.severity.value)])
                 self.timeline.record("severity", SOURCE, f"Severity raised to {alert.severity.value} by: {alert.summary}")
                 self.jira.maybe_create()
-        return Taken(new=new, refired=refired)
+        return new, refired
 
     def all_resolved_at_source(self) -> bool:
         """False once alerts are untracked: whether those resolved is not known here."""

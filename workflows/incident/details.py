@@ -15,7 +15,7 @@ def temporal_url(inp: IncidentInput) -> str:
     return f"{inp.temporal_ui_url}/namespaces/{info.namespace}/workflows/{info.workflow_id}"
 
 
-def show(s: IncidentState, next_step: str | None) -> None:
+def show(s: IncidentState, next_step: str | None, postmortem: str | None = None) -> None:
     """Set the workflow's current details: status, where the ladder is, who acknowledged, alerts, Jira."""
     lines = [f"**Status:** {s.status.value}", f"**Severity:** {s.severity.value}"]
     if s.status == S.triggered and s.current_step:
@@ -34,6 +34,8 @@ def show(s: IncidentState, next_step: str | None) -> None:
     lines.append(f"**Alerts:** {firing} firing / {s.alert_count} total")
     if s.untracked_alerts:
         lines.append(f"**Not auto-resolved:** over {MAX_TRACKED_ALERTS} alerts; resolve it by hand")
+    if postmortem:
+        lines.append(postmortem)
     if s.reopen_count:
         lines.append(f"**Reopened:** {s.reopen_count}×")
     if s.jira_key:

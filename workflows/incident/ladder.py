@@ -322,7 +322,7 @@ class Ladder:
         except (ActivityError, asyncio.CancelledError) as err:
             if self._may_page(ladder_round):
                 d.status = PageStatus.failed
-                self.timeline.record("notify_failed", TIMER, f"{d.step}: {summary} failed: {_cause(err)}")
+                self.timeline.record("notify_failed", TIMER, f"{d.step}: {summary} failed: {cause(err)}")
             else:
                 d.status = PageStatus.cancelled
                 self.timeline.record("notify_cancelled", TIMER, f"{d.step}: {summary} stopped by {self.s.status.value}")
@@ -342,6 +342,7 @@ def _who(recipient: Recipient, channel: Channel) -> str:
     return masked if recipient.kind == TargetKind.contact else f"{recipient.name} {masked}"
 
 
-def _cause(err: BaseException) -> str:
-    cause = err.__cause__ if isinstance(err, ActivityError) and err.__cause__ else err
-    return str(cause) or type(cause).__name__
+def cause(err: BaseException) -> str:
+    """What an activity failure says, for the timeline."""
+    inner = err.__cause__ if isinstance(err, ActivityError) and err.__cause__ else err
+    return str(inner) or type(inner).__name__

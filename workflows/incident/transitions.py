@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
         IncidentStatus,
         incident_ref,
     )
+    from vigil.escalation import human_duration
     from vigil.state_machine import InvalidTransition, Transition, can, next_status
     from workflows.incident.jira_link import JiraLink
     from workflows.incident.ladder import Ladder
@@ -125,6 +126,14 @@ class Transitions:
         self.s.acknowledged_at = self.s.acknowledged_by = None
         self.ladder.new_round()
         self.apply(Transition.retrigger, TIMER, f"Re-triggered: acknowledged by {since} but not resolved")
+
+    def snooze(self, actor: Actor, period: timedelta, note: str) -> None:
+        """Keep an acknowledged incident quiet for a while; it re-triggers when the snooze ends."""
+        self.s.retrigger_at = workflow.now() + period
+        until = self.s.retrigger_at.isoformat(timespec="seconds")
+        self.timeline.record("snoozed", actor, f"Snoozed for {human_duration(period)} (until {until})"
+                             + (f": {note}" if note else ""))
+        self._changed()
 
     def close(self, actor: Actor, message: str) -> None:
         self.apply(Transition.close, actor, message)

@@ -19,17 +19,16 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.projection import ProjectionActivities
     from vigil.contracts import (
-        ACKNOWLEDGE, ADD_ALERTS, ADD_NOTE, ASSIGN, DELIVERY_RECEIPT, INCIDENT_WORKFLOW, JIRA_LINKED,
-        REFUSED_CLOSED, REFUSED_NO_RESOLUTION, REOPEN, RESOLVE, SNOOZE, STATE_QUERY,
-        AcknowledgeInput, ActorKind, AddAlertsInput, AddAlertsResult, Alert, AssignInput, IncidentInput,
-        IncidentResult, IncidentState, IncidentStatus, NoteInput, ReceiptInput, ReleaseGroupInput, ReopenInput,
-        ResolveInput, SnoozeInput, TransitionResult,
+        ACKNOWLEDGE, ADD_ALERTS, ADD_NOTE, ASSIGN, DELIVERY_RECEIPT, INCIDENT_WORKFLOW, JIRA_LINKED, REFUSED_CLOSED,
+        REFUSED_NO_RESOLUTION, REOPEN, RESOLVE, SNOOZE, STATE_QUERY, AcknowledgeInput, ActorKind, AddAlertsInput,
+        AddAlertsResult, AssignInput, IncidentInput, IncidentResult, IncidentState, IncidentStatus, NoteInput,
+        ReceiptInput, ReleaseGroupInput, ReopenInput, ResolveInput, SnoozeInput, TransitionResult,
     )
     from vigil.escalation import human_duration
     from vigil.state_machine import InvalidTransition, Transition, can
     from workflows.incident import details
     from workflows.incident.alerts import Alerts
-    from workflows.incident.cancel import cancel_requested
+    from workflows.incident.cancel import CancelRequests
     from workflows.incident.jira_link import JiraLink
     from workflows.incident.ladder import Ladder
     from workflows.incident.options import STORE_RETRY, STORE_TIMEOUT
@@ -58,8 +57,8 @@ class IncidentWorkflow:
         self.ladder = Ladder(self.s, inp, self.timeline, self._show_details)
         self.jira = JiraLink(self.s, inp, self.timeline, self._show_details)
         self.changes = Transitions(self.s, self.timeline, self.ladder, self.jira, self._show_details)
-        self.alerts = Alerts(self.s, self.timeline, self.jira)
-        self._cancelling = False
+        self.alerts = Alerts(self.s, inp, self.timeline, self.jira, self.changes)
+        self.cancels = CancelRequests(self.s, self.timeline, self.changes, self.ladder)
 
     # --- the life ----------------------------------------------------------------------------------------
 
@@ -68,25 +67,10 @@ class IncidentWorkflow:
         if inp.state is None:
             self.timeline.record("triggered", SOURCE, f"Incident opened: {self.s.title}")
             if inp.alerts:
-                self._take_alerts(inp.alerts)
+                self.alerts.take(inp.alerts)
         if not workflow.patched(CANCEL_PATCH):
             return await self._live()
-        # The life runs in a task of its own that Temporal's cancellation never reaches: a cancel request lands
-        # here, between awaits of the primary task, and becomes an operator action like an update.
-        life = asyncio.create_task(self._live())
-        while True:
-            try:
-                return await asyncio.shield(life)
-            except asyncio.CancelledError:
-                if workflow.cancellation_reason() is None:
-                    raise  # not a request from Temporal: an eviction, or a bug to surface
-                if life.done():  # it ended (closed, or continued as new) in the same activation
-                    return life.result()
-                self._cancelling = True
-                try:
-                    await cancel_requested(self.s, self.timeline, self.changes, self.ladder)
-                finally:
-                    self._cancelling = False
+        return await self.cancels.shield(self._live())  # a cancel request resolves and closes
 
     async def _live(self) -> IncidentResult:
         """Freeze the policy, then page and wait, status after status, until closed."""
@@ -100,10 +84,7 @@ class IncidentWorkflow:
                 await self._continue_as_new()
             await self._wait_in(self.s.status)
         self._show_details()
-        await workflow.execute_activity_method(
-            ProjectionActivities.release_group, ReleaseGroupInput(number=self.s.number, group_key=self.s.group_key),
-            start_to_close_timeout=STORE_TIMEOUT, retry_policy=STORE_RETRY, summary="release group key",
-        )
+        await self._release_group()
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self.timeline.drain()
         await workflow.wait_condition(self.jira.idle)  # the last changes (and `close`) are handed over
@@ -120,18 +101,21 @@ class IncidentWorkflow:
         elif status == S.acknowledged:  # wait for the resolution
             await self._wait_for_change(changed)
         elif status == S.resolved:  # the reopen window, then close
-            assert self.s.resolved_at is not None
-            window = timedelta(seconds=self.inp.reopen_window_seconds)
-            remaining = self.s.resolved_at + window - workflow.now()
-            if remaining <= timedelta(0):
-                self.changes.close(TIMER, "Closed: reopen window elapsed")
-                return
+            await self._after_resolve(changed)
+
+    async def _after_resolve(self, changed: Callable[[], bool]) -> None:
+        assert self.s.resolved_at is not None
+        window = timedelta(seconds=self.inp.reopen_window_seconds)
+        remaining = self.s.resolved_at + window - workflow.now()
+        if remaining > timedelta(0):
             try:
                 await workflow.wait_condition(
                     changed, timeout=remaining, timeout_summary=f"reopen window {human_duration(window)}"
                 )
+                return  # reopened (an alert fired again), or continue-as-new
             except asyncio.TimeoutError:
-                self.changes.close(TIMER, "Closed: reopen window elapsed")
+                pass
+        self.changes.close(TIMER, "Closed: reopen window elapsed")
 
     async def _wait_for_change(self, changed: Callable[[], bool], extra: Callable[[], bool] = lambda: False) -> None:
         """Wait for `changed`, or until a held resolution falls due (then auto-resolve), or, when acknowledged,
@@ -166,7 +150,7 @@ class IncidentWorkflow:
     @workflow.update(name=ADD_ALERTS)
     def add_alerts(self, inp: AddAlertsInput) -> AddAlertsResult:
         """New or changed alerts of the group: a re-fire reopens a resolved incident, or keeps a held one open."""
-        return self._take_alerts(inp.alerts)
+        return self.alerts.take(inp.alerts)
 
     @add_alerts.validator
     def _validate_add_alerts(self, inp: AddAlertsInput) -> None:
@@ -192,12 +176,7 @@ class IncidentWorkflow:
     @workflow.update(name=SNOOZE)
     def snooze(self, inp: SnoozeInput) -> TransitionResult:
         """Keep an acknowledged incident quiet for a while; it re-triggers when the snooze ends."""
-        self.s.retrigger_at = workflow.now() + timedelta(seconds=inp.seconds)
-        until = self.s.retrigger_at.isoformat(timespec="seconds")
-        note = f": {inp.note}" if inp.note else ""
-        snoozed = human_duration(timedelta(seconds=inp.seconds))
-        self.timeline.record("snoozed", inp.actor, f"Snoozed for {snoozed} (until {until}){note}")
-        self._show_details()
+        self.changes.snooze(inp.actor, timedelta(seconds=inp.seconds), inp.note)
         return TransitionResult(number=self.s.number, status=self.s.status, previous=self.s.status)
 
     @snooze.validator
@@ -267,34 +246,14 @@ class IncidentWorkflow:
 
     # --- how the life is carried out ---------------------------------------------------------------------
 
-    def _take_alerts(self, alerts: list[Alert]) -> AddAlertsResult:
-        taken = self.alerts.take(alerts)
-        reopened = False
-        if taken.refired and self.s.status == S.resolved:
-            self.changes.reopen(SOURCE, "Reopened: an alert fired again within the reopen window")
-            reopened = True
-        elif taken.refired and self.s.resolve_due_at is not None:
-            self.s.resolve_due_at = None
-            self.timeline.record("flapping", SOURCE, "An alert fired again while its resolution was held: kept open")
-        elif self.alerts.all_resolved_at_source() and can(self.s.status, Transition.resolve) and self.inp.auto_resolve:
-            hold = timedelta(seconds=self.inp.hold_resolution_seconds)
-            if not hold:
-                self.changes.auto_resolve(f"Auto-resolved: all {self.s.alert_count} alert(s) resolved at the source")
-            elif self.s.resolve_due_at is None:
-                self.s.resolve_due_at = workflow.now() + hold
-                self.timeline.record(
-                    "resolution_held", SOURCE,
-                    f"All alerts resolved at the source; resolving in {human_duration(hold)} unless one fires again",
-                )
-        return AddAlertsResult(number=self.s.number, status=self.s.status, new_alerts=taken.new, reopened=reopened)
-
     async def _continue_as_new(self) -> None:
         """Hand the state to a fresh run once the ladder is between rungs and every message is handled."""
         self.ladder.pausing = True  # the ladder stops at its next wait; its position is in self.s
         # Pages in flight finish in this run, so their outcome is in the state handed over.
         # A cancel request being handled finishes first, or its resolution would miss the state handed over.
         await workflow.wait_condition(
-            lambda: self.ladder.idle() and self.ladder.inflight.count == 0 and not self._cancelling
+            lambda: self.ladder.idle() and self.ladder.inflight.count == 0 and not self.cancels.handling
+
         )
         while True:
             await self.timeline.drain()
@@ -303,6 +262,13 @@ class IncidentWorkflow:
             if self.timeline.projected:
                 break
         workflow.continue_as_new(self.inp.model_copy(update={"state": self.s}))
+
+    async def _release_group(self) -> None:
+        """Free the group key, so the group's next alert opens a new incident (idempotent)."""
+        await workflow.execute_activity_method(
+            ProjectionActivities.release_group, ReleaseGroupInput(number=self.s.number, group_key=self.s.group_key),
+            start_to_close_timeout=STORE_TIMEOUT, retry_policy=STORE_RETRY, summary="release group key",
+        )
 
     def _show_details(self) -> None:
         details.show(self.s, self.ladder.next_step_line())
