@@ -673,6 +673,7 @@ class PostmortemState(BaseModel):
     remind_every_seconds: int = 0
     manager_after_reminders: int = 0
     url: str = ""
+    evidence_at: datetime | None = None  # the resolve the evidence was gathered for (a reopen gathers again)
 
 
 class OpenPostmortemInput(BaseModel):
