@@ -83,6 +83,8 @@ def build_worker(
         ],
         activity_executor=executor,
         max_concurrent_activities=settings.worker.max_concurrent_activities,
+        # An evicted incident is replayed from its whole history on its next timer: that page would be late.
+        max_cached_workflows=settings.worker.max_cached_workflows,
         graceful_shutdown_timeout=timedelta(seconds=settings.worker.graceful_shutdown_seconds),
     )
 

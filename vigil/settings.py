@@ -167,6 +167,10 @@ class WorkerSettings(BaseSettings):
     metrics_port: int = Field(default=9464, description="Prometheus metrics of the worker; 0 disables.")
     metrics_host: str = "127.0.0.1"
     max_concurrent_activities: int = 50
+    max_cached_workflows: int = Field(
+        default=10_000, ge=1,
+        description="Incidents kept in the worker's memory; set it above the peak of open incidents.",
+    )
     outbox_reconcile_seconds: int = Field(
         default=10, gt=0, description="How often the reconciler runs a pass (outbox redelivery, ended workflows, lost attempts)."
     )
