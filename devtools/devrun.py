@@ -7,7 +7,9 @@ import asyncio
 import os
 import shutil
 import signal
+import smtplib
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -15,18 +17,26 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from email.utils import parseaddr
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.service import RPCError
 
-from vigil.search_attributes import cli_flags
-from vigil.settings import ApiSettings, CoreSettings, SmtpSettings, TemporalSettings, WorkerSettings
+from devtools.pdeathsig import set_parent_death_signal
+from vigil.search_attributes import SEARCH_ATTRIBUTES, cli_flags
+from vigil.settings import (
+    ApiSettings, CoreSettings, EscalationSettings, SmtpSettings, TemporalSettings, WorkerSettings,
+)
 from client.connection import connect
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 TEMPORAL_DEADLINE = 60.0
+# A server that already listens answers at once if it is usable; no need to wait for it as for one we start.
+REUSED_DEADLINE = 10.0
+SMTP_DEADLINE = 10.0
 API_DEADLINE = 60.0
 STOP_TIMEOUT = 10.0
 
@@ -44,6 +54,13 @@ def log(message: str) -> None:
     Supervisor.write(f"[devrun] {message}\n")
 
 
+def dies_with_us(cmd: list[str]) -> list[str]:
+    """`cmd` behind devtools.pdeathsig on Linux, so it gets SIGTERM if devrun dies, even by SIGKILL."""
+    if not sys.platform.startswith("linux"):
+        return cmd
+    return [sys.executable, "-m", "devtools.pdeathsig", str(os.getpid()), "--", *cmd]
+
+
 class Child:
     """One supervised process, in its own process group, with its output prefixed by its name."""
 
@@ -52,8 +69,10 @@ class Child:
         self.stop_timeout = stop_timeout
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         # Own process group: the terminal's Ctrl-C reaches only devrun, which then stops children in order.
+        # That also hides them from a kill of devrun's group, hence the parent-death signal. Linux sends it
+        # when the forking *thread* ends: every child is started from devrun's main thread.
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            dies_with_us(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
             process_group=0,
         )
         self.pump = threading.Thread(target=self._pump, name=f"pump-{name}", daemon=True)
@@ -143,6 +162,14 @@ class Supervisor:
                 raise Failed(f"{what} not ready after {deadline_s:.0f}s")
             self.pause(interval)
 
+    def wait_usable(self, what: str, problem: Callable[[], str | None], deadline_s: float, hint: str = "") -> None:
+        """Poll `problem` until it finds none, failing after `deadline_s` with the last one it found."""
+        deadline = time.monotonic() + deadline_s
+        while (last := problem()) is not None:
+            if time.monotonic() > deadline:
+                raise Failed(f"{what} not usable after {deadline_s:.0f}s: {last}" + (f"; {hint}" if hint else ""))
+            self.pause(0.5)
+
     def watch(self) -> None:
         """Block until a stop request or a child's death."""
         while True:
@@ -207,19 +234,62 @@ def temporal_command(data_dir: Path, ip: str, port: int, ui_port: int) -> list[s
     ]
 
 
-def temporal_ready(temporal: TemporalSettings) -> bool:
-    """True once the frontend answers and the namespace exists."""
+def temporal_problem(temporal: TemporalSettings) -> str | None:
+    """None if Temporal answers real RPCs and knows Vigil's search attributes; otherwise what is wrong."""
 
-    async def probe() -> None:
+    async def probe() -> str | None:
         client = await connect(temporal)
         await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace=temporal.namespace))
+        known = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=temporal.namespace)
+        )
+        missing = sorted(set(SEARCH_ATTRIBUTES) - set(known.custom_attributes))
+        if missing:
+            # Every incident workflow sets them: without them each start fails, so refuse now, not per incident.
+            return f"search attributes not registered: {', '.join(missing)}"
+        return None
 
     try:
-        asyncio.run(asyncio.wait_for(probe(), timeout=5))
+        return asyncio.run(asyncio.wait_for(probe(), timeout=5))
     # Connect failures surface as RuntimeError; a namespace not yet registered as RPCError.
-    except (RuntimeError, RPCError, OSError):
-        return False
-    return True
+    except (RuntimeError, RPCError, OSError, TimeoutError) as err:
+        return f"{type(err).__name__}: {err}"
+
+
+def smtp_check(smtp: SmtpSettings, rcpt: str) -> tuple[str, str | None]:
+    """(greeting, problem or None): connect, EHLO, TLS and login as configured, NOOP, MAIL and RCPT, then RSET.
+
+    Nothing is sent: without DATA the envelope is dropped. The RCPT is the on-call address, the first one paged.
+    """
+    sender = parseaddr(smtp.from_addr)[1] or "vigil@localhost"
+    greeting = ""
+    try:
+        context = ssl.create_default_context(cafile=str(smtp.ca_file) if smtp.ca_file else None)
+        conn = smtplib.SMTP_SSL(timeout=5, context=context) if smtp.ssl else smtplib.SMTP(timeout=5)
+        with conn:
+            code, text = conn.connect(smtp.host, smtp.port)
+            greeting = f"{code} {text.decode(errors='replace')}"
+            if code != 220:
+                return greeting, f"greeting {greeting}"
+            conn.ehlo()
+            if smtp.starttls:
+                conn.starttls(context=context)
+                conn.ehlo()
+            if smtp.username and smtp.password:
+                conn.login(smtp.username, smtp.password.get_secret_value())
+            steps: list[tuple[str, Callable[[], tuple[int, bytes]], tuple[int, ...]]] = [
+                ("NOOP", conn.noop, (250,)),
+                (f"MAIL FROM:<{sender}>", lambda: conn.mail(sender), (250,)),
+                (f"RCPT TO:<{rcpt}>", lambda: conn.rcpt(rcpt), (250, 251)),
+                ("RSET", conn.rset, (250,)),
+            ]
+            for name, call, ok in steps:
+                code, text = call()
+                if code not in ok:
+                    return greeting, f"{name} answered {code} {text.decode(errors='replace')}"
+    except (smtplib.SMTPException, OSError) as err:
+        return greeting, f"{type(err).__name__}: {err}"
+    return greeting, None
 
 
 def http_ok(url: str) -> bool:
@@ -231,45 +301,100 @@ def http_ok(url: str) -> bool:
         return False
 
 
-def start_temporal(sup: Supervisor, data_dir: Path, temporal: TemporalSettings) -> None:
-    """Start the dev server unless something already serves the configured address, then wait for it."""
+def start_temporal(sup: Supervisor, data_dir: Path, temporal: TemporalSettings, notices: list[str]) -> None:
+    """Start the dev server unless something already serves the configured address; either way check it works."""
     host, port = host_port(temporal.address)
-    if listening(host, port):
-        log(f"something already listens on {host}:{port}; using it instead of starting Temporal")
-    elif host in LOCAL_HOSTS:
+    what = f"Temporal at {temporal.address}"
+    if host in LOCAL_HOSTS and not listening(host, port):
         ui_port = urlsplit(temporal.ui_url).port or port + 1000
         sup.start("temporal", temporal_command(data_dir, host, port, ui_port))
+        sup.wait_usable(what, lambda: temporal_problem(temporal), TEMPORAL_DEADLINE)
     else:
-        log(f"Temporal at {temporal.address} is remote; waiting for it")
-    sup.wait_until(
-        f"Temporal at {temporal.address}",
-        lambda: temporal_ready(temporal),
-        TEMPORAL_DEADLINE,
-    )
+        local = host in LOCAL_HOSTS
+        log(f"{what} {'already listens' if local else 'is remote'}: using it, not starting a dev server")
+        sup.wait_usable(
+            what, lambda: temporal_problem(temporal), REUSED_DEADLINE if local else TEMPORAL_DEADLINE,
+            hint="it is not a Temporal frontend make run can use; stop what listens there or set "
+            "VIGIL_TEMPORAL_ADDRESS to a free port so make run starts its own" if local else
+            "check VIGIL_TEMPORAL_ADDRESS and VIGIL_TEMPORAL_NAMESPACE",
+        )
+        notices.append(
+            f"Temporal at {temporal.address} {'was already running' if local else 'is remote'}: make run did not "
+            f"start it and Ctrl-C will not stop it; its state is not {data_dir / 'temporal.db'}."
+        )
     log(f"Temporal is ready at {temporal.address} (UI {temporal.ui_url})")
 
 
-def start_smtp_catcher(sup: Supervisor, data_dir: Path) -> None:
-    """Start the local catcher unless a real SMTP server is configured or the port is taken."""
-    smtp = SmtpSettings()
-    if smtp.host not in LOCAL_HOSTS:
-        log(f"VIGIL_SMTP_HOST={smtp.host}: using that SMTP server, no local catcher")
-    elif listening(smtp.host, smtp.port):
-        log(f"something already listens on {smtp.host}:{smtp.port}; not starting the SMTP catcher")
-    else:
+def start_smtp_catcher(sup: Supervisor, data_dir: Path, notices: list[str]) -> bool:
+    """Start the local catcher unless a real SMTP server is configured or the port is taken; check either works.
+
+    True if the catcher was started."""
+    smtp, rcpt = SmtpSettings(), EscalationSettings().oncall_email
+    where, outbox = f"{smtp.host}:{smtp.port}", data_dir / "outbox"
+    local = smtp.host in LOCAL_HOSTS
+    if local and not listening(smtp.host, smtp.port):
         sup.start("smtp", [
             sys.executable, "-m", "devtools.smtp_catcher",
-            "--host", smtp.host, "--port", str(smtp.port), "--outbox", str(data_dir / "outbox"),
+            "--host", smtp.host, "--port", str(smtp.port), "--outbox", str(outbox),
         ])
+        sup.wait_usable(f"the SMTP catcher on {where}", lambda: smtp_check(smtp, rcpt)[1], SMTP_DEADLINE)
+        return True
+    greeting, problem = smtp_check(smtp, rcpt)
+    if problem:
+        hint = (
+            "stop what listens there (an earlier make run's catcher?) or set VIGIL_SMTP_PORT to a free port so "
+            "make run starts its own catcher" if local else "check the VIGIL_SMTP_* settings"
+        )
+        raise Failed(
+            f"the SMTP server at {where} ({'already running' if local else 'VIGIL_SMTP_HOST'}) is not usable: "
+            f"{problem}; {hint}"
+        )
+    notice = (
+        f"SMTP at {where} {'was already running' if local else 'is configured (VIGIL_SMTP_HOST)'}, greeting "
+        f"{greeting!r}: make run started no catcher, so emails go where that server puts them, not into {outbox}/."
+    )
+    log(notice)
+    notices.append(notice)
+    return False
 
 
-def try_it(base: str, data_dir: Path, ui_url: str) -> str:
-    """Copy-pasteable commands for a first incident."""
+def check_public_url(public_url: str, api: ApiSettings) -> None:
+    """Refuse a VIGIL_PUBLIC_URL on this machine but another port than the API's: every link would miss it."""
+    url = urlsplit(public_url)
+    port = url.port or {"http": 80, "https": 443}.get(url.scheme)
+    if url.hostname in LOCAL_HOSTS and port != api.port:
+        raise Failed(
+            f"VIGIL_PUBLIC_URL={public_url} is port {port} on this machine but the API listens on port "
+            f"{api.port} (VIGIL_API_PORT), so the links in emails and in the Temporal UI would open something else. "
+            f"Unset VIGIL_PUBLIC_URL (it is then derived: {api.local_url()}) or point it at the API"
+        )
+
+
+def temporal_cli(temporal: TemporalSettings) -> tuple[str, str]:
+    """The `temporal` CLI as a user would type it here, and the flags that reach the configured server."""
+    try:
+        binary = temporal_binary()
+    except Failed:
+        binary = "temporal"
+    if Path(binary).is_absolute() and Path(binary).is_relative_to(Path.cwd()):
+        binary = str(Path(binary).relative_to(Path.cwd()))
+    flags = f" --namespace {temporal.namespace}" if temporal.namespace != "default" else ""
+    return binary, f"--address {temporal.address}{flags}"
+
+
+def try_it(
+    base: str, data_dir: Path, temporal: TemporalSettings, public_url: str, notices: list[str], catcher: bool,
+) -> str:
+    """Copy-pasteable commands for a first incident, and what make run did not start."""
     admin, integration = data_dir / "admin-api-key", data_dir / "integration-key"
     auth = f'-H "Authorization: Bearer $(cat {admin})"'
+    cli, flags = temporal_cli(temporal)
+    emails = f"ls {data_dir / 'outbox'}/" if catcher else "wherever the SMTP server above puts them"
+    reused = "".join(f"!! NOT STARTED BY make run: {notice}\n" for notice in notices)
     return f"""
 ================================ Vigil is up ================================
-Keys (0600): admin API key in {admin}, integration key in {integration}
+{reused}Keys (0600): admin API key in {admin}, integration key in {integration}
+Links in emails and in the Temporal UI point at {public_url} (VIGIL_PUBLIC_URL)
 
 # Trigger an alert (PagerDuty Events API v2 style):
 curl -sS -X POST {base}/v2/enqueue -H 'Content-Type: application/json' -d '{{"routing_key": "'"$(cat {integration})"'", "event_action": "trigger", "dedup_key": "demo-1", "payload": {{"summary": "High error rate on checkout", "source": "demo", "severity": "critical", "component": "checkout"}}}}'
@@ -281,10 +406,13 @@ curl -sS {base}/api/v1/incidents {auth}
 curl -sS -X POST {base}/api/v1/incidents/INC-1/acknowledge {auth}
 curl -sS -X POST {base}/api/v1/incidents/INC-1/resolve {auth} -H 'Content-Type: application/json' -d '{{"resolution": "Rolled back the bad deploy"}}'
 
-# Emails sent:  ls {data_dir / "outbox"}/
-# Temporal UI:  {ui_url}
-Ctrl-C stops everything; {data_dir}/ is kept, so incidents persist across runs.
-=============================================================================
+# Find it in Temporal (Web UI: {temporal.ui_url}):
+{cli} workflow list {flags} --query 'IncidentStatus="triggered"'
+{cli} workflow query {flags} --workflow-id INC-1 --type state
+
+# Emails sent:  {emails}
+Ctrl-C stops everything make run started; {data_dir}/ is kept, so incidents persist across runs.
+{reused}=============================================================================
 """
 
 
@@ -305,29 +433,34 @@ def private_data_dir(data_dir: Path) -> None:
 
 def bring_up(sup: Supervisor, temporal_only: bool) -> None:
     """Start everything in dependency order, then print how to try it."""
-    core, temporal = CoreSettings(), TemporalSettings()
+    core, temporal, api = CoreSettings(), TemporalSettings(), ApiSettings()
     data_dir = core.data_dir
+    if not temporal_only:
+        check_public_url(core.public_url, api)
+    # Pinned for the children, so the worker and the API link to the URL checked and printed here.
+    os.environ["VIGIL_PUBLIC_URL"] = core.public_url
     os.umask(0o077)  # inherited by every child: databases, keys and .eml files are created owner-only
     private_data_dir(data_dir)
     # The demo's SMS/IVR middleware and webhook receivers run on this machine; SSRF checks refuse loopback
     # unless it is allowed. Children inherit the environment.
     os.environ.setdefault("VIGIL_PRIVATE_URL_ALLOWLIST", LOCAL_NETWORKS)
-    start_temporal(sup, data_dir, temporal)
+    notices: list[str] = []
     if temporal_only:
+        start_temporal(sup, data_dir, temporal, notices)
         return
     if not Path("alembic.ini").exists():
         raise Failed("alembic.ini not found: run from the repository root")
+    # SMTP first: a server that is already there but unusable is refused before a minute goes into the rest.
+    catcher = start_smtp_catcher(sup, data_dir, notices)
+    start_temporal(sup, data_dir, temporal, notices)
     sup.run_once("alembic", [sys.executable, "-m", "alembic", "upgrade", "head"])
     sup.run_once("bootstrap", [sys.executable, "-m", "vigil.bootstrap"])
-    start_smtp_catcher(sup, data_dir)
     # Above the worker's own graceful shutdown, so in-flight activities get to finish.
     sup.start("worker", [sys.executable, "worker.py"], WorkerSettings().graceful_shutdown_seconds + 5)
-    api = ApiSettings()
     sup.start("api", [sys.executable, "-m", "uvicorn", "api.main:app", "--host", api.host, "--port", str(api.port)])
-    probe_host = "127.0.0.1" if api.host in {"0.0.0.0", "::"} else api.host
-    base = f"http://{probe_host}:{api.port}"
+    base = api.local_url()
     sup.wait_until(f"the API at {base}/readyz", lambda: http_ok(f"{base}/readyz"), API_DEADLINE)
-    Supervisor.write(try_it(base, data_dir, temporal.ui_url))
+    Supervisor.write(try_it(base, data_dir, temporal, core.public_url, notices, catcher))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -343,6 +476,10 @@ def main(argv: list[str] | None = None) -> int:
 
     sup = Supervisor()
     sup.install_signal_handlers()
+    if sys.platform.startswith("linux"):
+        # `make` (or whatever started us) killed hard must not leave the stack running either: its death now
+        # reaches us as SIGTERM, which stops everything as Ctrl-C does.
+        set_parent_death_signal(signal.SIGTERM)
     code = 0
     try:
         bring_up(sup, args.temporal_only)

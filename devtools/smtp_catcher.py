@@ -16,6 +16,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from vigil.settings import CoreSettings, SmtpSettings
 
+OUTBOX_CHECK_SECONDS = 1.0
+
 
 def outbox_dir(data_dir: Path) -> Path:
     """The outbox directory under a data directory."""
@@ -39,7 +41,13 @@ class OutboxHandler:
             f"X-Envelope-From: {envelope.mail_from}\r\n"
             f"X-Envelope-To: {', '.join(envelope.rcpt_tos)}\r\n"
         ).encode()
-        path = self.store(trace + raw)
+        try:
+            path = self.store(trace + raw)
+        except OSError as err:
+            # A 4xx, not aiosmtpd's 500 for an exception: the sender retries, and by then a catcher that can
+            # store it is listening (this one stops once its outbox is gone, see main).
+            print(f"cannot store a message from={envelope.mail_from}: {err}", flush=True)
+            return f"451 4.3.0 Cannot store the message: {err.strerror or err}"
         subject = BytesHeaderParser().parsebytes(raw).get("Subject", "")
         print(
             f"received from={envelope.mail_from} to={','.join(envelope.rcpt_tos)} "
@@ -65,12 +73,15 @@ class OutboxHandler:
 
 
 def make_controller(outbox: Path, host: str = "127.0.0.1", port: int = 1025) -> Controller:
-    """An aiosmtpd Controller (not started) that stores messages into `outbox`."""
-    return Controller(OutboxHandler(outbox), hostname=host, port=port)
+    """An aiosmtpd Controller (not started) that stores messages into `outbox`, and names it in its greeting."""
+    # `make run` shows the greeting of an SMTP server it finds already listening: this says whose outbox it is.
+    return Controller(
+        OutboxHandler(outbox), hostname=host, port=port, ident=f"Vigil SMTP catcher, outbox {outbox}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the catcher until SIGINT or SIGTERM."""
+    """Run the catcher until SIGINT or SIGTERM (exit 0) or until its outbox directory is gone (exit 1)."""
     smtp = SmtpSettings()
     parser = argparse.ArgumentParser(prog="python -m devtools.smtp_catcher", description=__doc__)
     parser.add_argument("--host", default=smtp.host, help="default: VIGIL_SMTP_HOST or 127.0.0.1")
@@ -85,8 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     controller.start()
     print(f"listening on {args.host}:{args.port}, storing into {args.outbox}/", flush=True)
     try:
-        received = signal.sigwait(stop_signals)
-        print(f"{signal.Signals(received).name} received, stopping", flush=True)
+        while (received := signal.sigtimedwait(stop_signals, OUTBOX_CHECK_SECONDS)) is None:
+            # An orphaned catcher whose outbox was deleted kept its port and failed every email; better gone.
+            if not args.outbox.is_dir():
+                print(f"outbox {args.outbox}/ is gone; stopping rather than refusing every email", flush=True)
+                return 1
+        print(f"{signal.Signals(received.si_signo).name} received, stopping", flush=True)
     finally:
         controller.stop()
     return 0

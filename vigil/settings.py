@@ -28,7 +28,11 @@ class CoreSettings(BaseSettings):
     reopen_window_seconds: int = Field(
         default=300, ge=0, description="A resolved incident reopens if an alert re-fires within this window."
     )
-    public_url: str = Field(default="http://127.0.0.1:8000", description="Base URL of the API, used in links.")
+    public_url: str = Field(
+        default="",
+        description="Base URL of the API, used in links. Unset: http://<VIGIL_API_HOST>:<VIGIL_API_PORT> "
+        "(a wildcard host becomes loopback), so moving the API's port moves the links with it.",
+    )
     database_lock_timeout_seconds: float = Field(
         default=5.0, gt=0,
         description="API: how long a query waits for a database lock (SQLite busy timeout, PostgreSQL lock_timeout) "
@@ -55,6 +59,12 @@ class CoreSettings(BaseSettings):
     def _default_database(self) -> CoreSettings:
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir}/vigil.db"
+        return self
+
+    @model_validator(mode="after")
+    def _default_public_url(self) -> CoreSettings:
+        if not self.public_url:
+            self.public_url = ApiSettings().local_url()
         return self
 
 
@@ -140,6 +150,11 @@ class ApiSettings(BaseSettings):
         description="Failed authentications allowed per client address (`limits` notation, e.g. 20/minute); past "
         "it the client gets 429 with Retry-After.",
     )
+
+    def local_url(self) -> str:
+        """Where this machine reaches the API: a wildcard bind (0.0.0.0, ::) is reached on loopback."""
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
 
 class IngestSettings(BaseSettings):
