@@ -575,3 +575,38 @@ def test_pdeathsig_does_not_start_an_orphan(tmp_path: Path) -> None:
     assert proc.returncode == 1, proc
     assert "supervisor 1 is gone" in proc.stderr
     assert not marker.exists()
+
+
+DEVRUN_PARENT = """
+import subprocess, sys
+devrun = subprocess.Popen([sys.executable, "-m", "devtools.devrun", "--temporal-only"], stdin=subprocess.DEVNULL)
+print(devrun.pid, flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_devrun_stops_everything_when_make_is_killed(vigil: Vigil) -> None:
+    """`make` (here a stand-in parent) SIGKILLed: devrun gets SIGTERM, stops Temporal and exits."""
+    log = (vigil.data_dir.parent / "devrun-parent.log").open("wb")
+    parent = subprocess.Popen([sys.executable, "-c", DEVRUN_PARENT], cwd=ROOT, env=vigil.env, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=log)
+    tree: dict[int, str] = {}
+    try:
+        assert parent.stdout is not None
+        devrun = int(parent.stdout.readline())
+        started = poll(lambda: start_time(devrun), "devrun runs", 5)
+        tree[devrun] = started
+        poll(lambda: listening(vigil.ports.temporal), "devrun started Temporal", READY_DEADLINE)
+        tree.update(descendants(devrun))
+        parent.kill()
+        parent.wait(timeout=10)
+        poll(lambda: not alive(devrun, started), "devrun exits once its parent is killed", STOP_DEADLINE)
+        poll(lambda: not listening(vigil.ports.temporal), "Temporal is stopped with it", 10)
+    finally:
+        parent.kill()
+        for pid, since in tree.items():
+            if alive(pid, since):
+                os.kill(pid, signal.SIGKILL)
+        log.close()
