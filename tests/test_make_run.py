@@ -554,7 +554,8 @@ def test_pdeathsig_child_dies_with_its_parent() -> None:
         child = int(parent.stdout.readline())
         started = poll(lambda: start_time(child), "the child runs", 5)
         # Past the exec: the prctl is in place and the wrapper is now the command itself.
-        poll(lambda: Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")[1] == b"-c", "the child exec'd", 10)
+        # (cmdline reads empty for an instant around the exec)
+        poll(lambda: Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")[1:2] == [b"-c"], "the child exec'd", 10)
         parent.kill()
         parent.wait(timeout=10)
         poll(lambda: not alive(child, started), "the child ends after its parent was killed", 10)
