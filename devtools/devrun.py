@@ -257,10 +257,9 @@ def temporal_problem(temporal: TemporalSettings) -> str | None:
 
 
 def smtp_check(smtp: SmtpSettings, rcpt: str) -> tuple[str, str | None]:
-    """(greeting, problem or None): connect, EHLO, TLS and login as configured, NOOP, MAIL and RCPT, then RSET.
-
-    Nothing is sent: without DATA the envelope is dropped. The RCPT is the on-call address, the first one paged.
-    """
+    """(greeting, problem or None) after connect, EHLO, TLS and login as configured, NOOP, MAIL, RCPT and RSET."""
+    # Nothing is sent: without DATA the envelope is dropped. `rcpt` is the on-call address, the first one paged,
+    # so a relay that refuses it is found now rather than at the first incident.
     sender = parseaddr(smtp.from_addr)[1] or "vigil@localhost"
     greeting = ""
     try:
@@ -326,9 +325,7 @@ def start_temporal(sup: Supervisor, data_dir: Path, temporal: TemporalSettings, 
 
 
 def start_smtp_catcher(sup: Supervisor, data_dir: Path, notices: list[str]) -> bool:
-    """Start the local catcher unless a real SMTP server is configured or the port is taken; check either works.
-
-    True if the catcher was started."""
+    """Start the catcher unless SMTP is remote or the port taken, check what is used; True if it was started."""
     smtp, rcpt = SmtpSettings(), EscalationSettings().oncall_email
     where, outbox = f"{smtp.host}:{smtp.port}", data_dir / "outbox"
     local = smtp.host in LOCAL_HOSTS
