@@ -317,9 +317,12 @@ def start_temporal(sup: Supervisor, data_dir: Path, temporal: TemporalSettings, 
             "VIGIL_TEMPORAL_ADDRESS to a free port so make run starts its own" if local else
             "check VIGIL_TEMPORAL_ADDRESS and VIGIL_TEMPORAL_NAMESPACE",
         )
+        # Workflow ids are INC-<n> per database: two Vigils on one namespace would open each other's incidents.
         notices.append(
             f"Temporal at {temporal.address} {'was already running' if local else 'is remote'}: make run did not "
-            f"start it and Ctrl-C will not stop it; its state is not {data_dir / 'temporal.db'}."
+            f"start it and Ctrl-C will not stop it; its state is not {data_dir / 'temporal.db'}. If another Vigil "
+            f"uses namespace {temporal.namespace!r} there, both number incidents from INC-1 and their workflows "
+            f"collide: give each make run its own VIGIL_TEMPORAL_ADDRESS."
         )
     log(f"Temporal is ready at {temporal.address} (UI {temporal.ui_url})")
 
