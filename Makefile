@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 DATA_DIR ?= .data
 PYTEST_ARGS ?=
-# Debian packages the suite needs (prometheus-alertmanager: tests/test_alertmanager_e2e.py); .ci/run lists the same.
-DEBIAN_PACKAGES ?= prometheus-alertmanager
+# Debian packages the suite needs (prometheus-alertmanager: tests/test_alertmanager_e2e.py; prometheus: the RCA
+# evidence tests, tests/prometheus.py); .ci/run lists the same.
+DEBIAN_PACKAGES ?= prometheus-alertmanager prometheus
 BIN := $(VENV)/bin
 # Reinstall only when the dependencies change, not on every make invocation.
 STAMP := $(VENV)/.installed
