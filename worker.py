@@ -17,12 +17,14 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.channels import EmailSender
+from activities.evidence import EvidenceActivities
 from activities.jira import JiraActivities
 from activities.lifecycle import LifecycleActivities
 from activities.notify import Links, NotifyActivities
 from activities.reconcile import ReconcileActivities, ReconcilerActivities
 from activities.people import PeopleActivities
 from activities.policy import PolicyActivities
+from activities.postmortem import PostmortemActivities
 from activities.projection import ProjectionActivities
 from vigil import crypto
 from vigil.bootstrap import ack_link_secret
@@ -30,6 +32,7 @@ from vigil.contracts import Channel
 from vigil.db import create_db_engine, session_factory
 from vigil.providers import PhoneProvider, build_phone_providers
 from vigil.providers.webhook import WebhookSender
+from vigil.rca.artifacts import build_artifact_store
 from vigil.logging import configure_logging, get_logger
 from vigil.settings import Settings, get_settings
 from client.connection import connect
@@ -63,6 +66,10 @@ def build_worker(
     reconciler = ReconcilerActivities(reconcile, lifecycle)
     notify = build_notify(settings, sessions, sms=sms, ivr=ivr)
     jira = JiraActivities(sessions, settings.jira)
+    postmortem = PostmortemActivities(
+        sessions, settings.rca, settings.escalation, EmailSender(settings.smtp), settings.core.public_url
+    )
+    evidence = EvidenceActivities(sessions, settings.rca, build_artifact_store(settings.rca, settings.core))
     return Worker(
         client,
         task_queue=settings.temporal.task_queue,
@@ -80,6 +87,10 @@ def build_worker(
             lifecycle.check_ended_incidents,
             lifecycle.close_lost_attempts,
             reconciler.reconcile_continuously,
+            postmortem.open_postmortem,
+            postmortem.draft_postmortem,
+            postmortem.remind_postmortem,
+            evidence.gather_evidence,
         ],
         activity_executor=executor,
         max_concurrent_activities=settings.worker.max_concurrent_activities,

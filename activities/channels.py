@@ -81,8 +81,11 @@ class EmailSender:
         return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
 
     def send(self, inp: NotifyInput, ack_url: str | None = None) -> str:
+        return self.deliver(self.render(inp, ack_url), number=inp.number)
+
+    def deliver(self, msg: EmailMessage, *, number: int) -> str:
+        """Send a composed email (it carries its own Message-ID); returns that Message-ID."""
         s = self.settings
-        msg = self.render(inp, ack_url)
         try:
             # smtplib.SMTP_SSL without a context would use the stdlib's unverified one.
             smtp = (
@@ -99,7 +102,7 @@ class EmailSender:
             refused = SmtpLoginRefused(err.smtp_code, err.smtp_error)
             log.error(
                 "smtp login refused; check VIGIL_SMTP_USERNAME and VIGIL_SMTP_PASSWORD",
-                integration=self.name, incident=incident_ref(inp.number), host=s.host, port=s.port,
+                integration=self.name, incident=incident_ref(number), host=s.host, port=s.port,
                 username=s.username, reply=refused.reply,
             )
             raise refused from err

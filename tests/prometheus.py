@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +20,7 @@ import yaml
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from tests.conftest import free_port
+from tests.helpers import eventually
 
 PROMETHEUS_BIN = os.environ.get("VIGIL_PROMETHEUS_BIN", "/usr/bin/prometheus")
 SCRAPE_INTERVAL = "1s"
@@ -131,3 +132,18 @@ def running_prometheus(workdir: Path, exporter_port: int, *, rules: list[dict] |
         yield prom
     finally:
         prom.stop()
+
+
+@pytest.fixture
+def exporter() -> Iterator[Exporter]:
+    exp = Exporter()
+    yield exp
+    exp.close()
+
+
+@pytest.fixture
+async def prometheus(tmp_path: Path, exporter: Exporter) -> AsyncIterator[Prometheus]:
+    """A real Prometheus scraping `exporter`, ready (import this fixture into the test module)."""
+    with running_prometheus(tmp_path / "prometheus", exporter.port) as prom:
+        await eventually(prom.ready, timeout=30, interval=0.1)
+        yield prom

@@ -4,34 +4,19 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from tests.helpers import eventually
-from tests.prometheus import Exporter, Prometheus, running_prometheus
+from tests.prometheus import Exporter, Prometheus, exporter, prometheus  # noqa: F401 - fixtures
 from vigil.rca.charts import Marks, render_chart
 from vigil.rca.evidence import (
     PrometheusEvidence, QuerySpec, alert_expression, split_threshold, step_for, unique_names, window,
 )
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture
-def exporter() -> Iterator[Exporter]:
-    exp = Exporter()
-    yield exp
-    exp.close()
-
-
-@pytest.fixture
-async def prometheus(tmp_path: Path, exporter: Exporter) -> AsyncIterator[Prometheus]:
-    with running_prometheus(tmp_path / "prometheus", exporter.port) as prom:
-        await eventually(prom.ready, timeout=30, interval=0.1)
-        yield prom
 
 
 def incident_window() -> tuple[datetime, datetime, datetime, datetime]:
