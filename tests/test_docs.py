@@ -16,7 +16,7 @@ from vigilctl.config import ENV_NAMES as CLI_ENV_NAMES
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 CONFIG_DOC = ROOT / "docs" / "configuration.md"
-DOCS = [README, CONFIG_DOC, ROOT / "docs" / "runbook.md", ROOT / "docs" / "cli.md"]
+DOCS = [README, CONFIG_DOC, ROOT / "docs" / "runbook.md", ROOT / "docs" / "cli.md", ROOT / "docs" / "rca.md"]
 ENV_NAME = re.compile(r"\bVIGIL_[A-Z0-9_]*[A-Z0-9]\b")
 # A config-table row: | `VIGIL_NAME` | default | meaning |
 TABLE_ROW = re.compile(r"^\|\s*`(VIGIL_[A-Z0-9_]+)`\s*\|\s*([^|]*?)\s*\|", re.MULTILINE)

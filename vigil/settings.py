@@ -300,7 +300,7 @@ class RcaSettings(BaseSettings):
     remind_after_hours: float = Field(default=24.0, gt=0, description="First reminder after resolve.")
     remind_every_hours: float = Field(default=24.0, gt=0, description="Then a reminder this often.")
     manager_after_reminders: int = Field(
-        default=3, ge=0, description="From this many reminders on, the manager is reminded too; 0 never."
+        default=3, ge=0, description="After this many reminders, the manager is reminded too; 0 never."
     )
     attachments_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0, description="Largest attachment.")
     attachments_allowed_types: str = Field(
