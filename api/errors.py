@@ -19,6 +19,7 @@ from client.errors import (
     IncidentError,
     IncidentNotFound,
     NotStarted,
+    PostmortemRequired,
     ResolutionRequired,
     TemporalUnavailable,
     TransitionRefused,
@@ -65,6 +66,9 @@ def domain_error(err: IncidentError | GroupKeptClosing) -> ApiError:
     """The one mapping of the client's domain errors to HTTP (IncidentClosed is a TransitionRefused: 409)."""
     if isinstance(err, TransitionRefused):
         return ApiError(409, "invalid_transition", err.message, {"current_status": err.current.value})
+    if isinstance(err, PostmortemRequired):
+        # The workflow names what is missing (sections filled of total) and where to edit it.
+        return ApiError(409, "postmortem_required", err.message, err.details)
     if isinstance(err, ResolutionRequired):
         return ApiError(422, "validation_error", err.message)
     if isinstance(err, NotStarted):

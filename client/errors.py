@@ -52,6 +52,14 @@ class ResolutionRequired(IncidentError):
     """A resolve without a resolution note."""
 
 
+class PostmortemRequired(IncidentError):
+    """A close refused while the required postmortem is a draft; `details` says what is missing and where."""
+
+    def __init__(self, number: int, message: str, details: dict | None = None) -> None:
+        super().__init__(number, message)
+        self.details = details or {}
+
+
 class NotStarted(IncidentError):
     """The incident's workflow has not started yet (its alerts wait in the outbox); the caller retries."""
 

@@ -29,8 +29,11 @@ from client.errors import (
     IncidentError,
     IncidentNotFound,
     NotStarted,
+    PostmortemRequired,
     ResolutionRequired,
+    TemporalUnavailable,
     TransitionRefused,
+    WorkflowTimeout,
 )
 from vigil import search_attributes as sa
 from vigil.contracts import (
@@ -38,25 +41,33 @@ from vigil.contracts import (
     ADD_ALERTS,
     ADD_NOTE,
     ASSIGN,
+    CLOSE,
+    COMPLETE_POSTMORTEM,
     DELIVERY_RECEIPT,
     INCIDENT_WORKFLOW,
+    POSTMORTEM_EDITED,
     REFUSED_CLOSED,
     REFUSED_NO_RESOLUTION,
+    REFUSED_POSTMORTEM,
     REFUSED_TRANSITION,
     REOPEN,
     RESOLVE,
     SNOOZE,
     STATE_QUERY,
+    WAIVE_POSTMORTEM,
     AcknowledgeInput,
     AddAlertsInput,
     AddAlertsResult,
     Alert,
     AssignInput,
+    CloseInput,
     IncidentInput,
     IncidentState,
     IncidentStatus,
     JiraTarget,
     NoteInput,
+    PostmortemDoneInput,
+    PostmortemProgress,
     ReceiptInput,
     ReopenInput,
     ResolveInput,
@@ -75,7 +86,7 @@ T = TypeVar("T")
 
 
 class IncidentClient:
-    """Open-or-add, acknowledge, resolve, snooze, note, assign, reopen, receipt and state of INC-<n>."""
+    """Every message to INC-<n>: open-or-add, the transitions (close included), the postmortem, receipts, state."""
 
     def __init__(self, sessions: sessionmaker[Session], settings: Settings, client: ClientGetter) -> None:
         self.sessions = sessions
@@ -206,6 +217,32 @@ class IncidentClient:
     async def reopen(self, number: int, inp: ReopenInput) -> TransitionResult:
         return await self._transition(number, REOPEN, "reopen", inp)
 
+    async def close(self, number: int, inp: CloseInput) -> TransitionResult:
+        """Close a resolved incident; PostmortemRequired while its required postmortem is a draft."""
+        return await self._transition(number, CLOSE, "close", inp)
+
+    async def complete_postmortem(self, number: int, inp: PostmortemDoneInput) -> TransitionResult:
+        return await self._transition(number, COMPLETE_POSTMORTEM, "complete the postmortem of", inp)
+
+    async def waive_postmortem(self, number: int, inp: PostmortemDoneInput) -> TransitionResult:
+        """An admin closes the postmortem without one; the reason goes in the timeline."""
+        return await self._transition(number, WAIVE_POSTMORTEM, "waive the postmortem of", inp)
+
+    async def postmortem_edited(self, number: int, progress: PostmortemProgress) -> bool:
+        """Tell the workflow how far the document is (its UI details); False when it could not be told.
+
+        Best effort: the edit is already stored, and the next edit (or the draft) sends the count again, so an
+        unreachable Temporal or an ended workflow is logged, never raised to the editor.
+        """
+        try:
+            handle = await self._handle(number)
+            await self._bounded(handle.signal(POSTMORTEM_EDITED, progress))
+        except (RPCError, TemporalUnavailable, WorkflowTimeout) as err:
+            log.warning("postmortem progress not signalled", incident=incident_ref(number),
+                        workflow_id=workflow_id(number), error=type(err).__name__, detail=str(err)[:200])
+            return False
+        return True
+
     async def receipt(self, number: int, inp: ReceiptInput) -> None:
         """A provider's delivery receipt; one for an incident that is no longer running is dropped."""
         handle = await self._handle(number)
@@ -255,6 +292,9 @@ def _refusal(err: WorkflowUpdateFailedError, number: int, current: IncidentStatu
         return IncidentClosed(number, cause.message)
     if cause.type == REFUSED_NO_RESOLUTION:
         return ResolutionRequired(number, cause.message)
+    if cause.type == REFUSED_POSTMORTEM:
+        details = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
+        return PostmortemRequired(number, cause.message, details)
     if cause.type == REFUSED_TRANSITION:
         # The workflow names the status it refused in; an older one may not have.
         now = IncidentStatus(cause.details[0]) if cause.details else current
