@@ -18,6 +18,7 @@ from temporalio.worker import Worker
 
 from activities.channels import EmailSender
 from activities.evidence import EvidenceActivities
+from activities.heartbeat import HeartbeatActivities
 from activities.jira import JiraActivities
 from activities.lifecycle import LifecycleActivities
 from activities.notify import Links, NotifyActivities
@@ -36,9 +37,11 @@ from vigil.rca.artifacts import build_artifact_store
 from vigil.logging import configure_logging, get_logger
 from vigil.settings import Settings, get_settings
 from client.connection import connect
+from client.dedup_keys import DedupKeys
 from client.incidents import IncidentClient
 from client.outbox import AlertOutbox
 from client.reconciler import ensure_reconciler
+from workflows.heartbeat import HeartbeatMonitorWorkflow
 from workflows.incident import IncidentWorkflow
 from workflows.jira_sync import JiraSyncWorkflow
 from workflows.reconcile import OutboxReconcileWorkflow, ReconcilerWorkflow
@@ -62,6 +65,7 @@ def build_worker(
     projection = ProjectionActivities(sessions)
     delivery = AlertOutbox(sessions, settings, IncidentClient(sessions, settings, _constant(client)))
     reconcile = ReconcileActivities(delivery)
+    heartbeat = HeartbeatActivities(sessions, delivery, DedupKeys(sessions, delivery.incidents))
     lifecycle = LifecycleActivities(sessions, _constant(client), delivery)
     reconciler = ReconcilerActivities(reconcile, lifecycle)
     notify = build_notify(settings, sessions, sms=sms, ivr=ivr)
@@ -73,7 +77,9 @@ def build_worker(
     return Worker(
         client,
         task_queue=settings.temporal.task_queue,
-        workflows=[IncidentWorkflow, OutboxReconcileWorkflow, ReconcilerWorkflow, JiraSyncWorkflow],
+        workflows=[
+            IncidentWorkflow, OutboxReconcileWorkflow, ReconcilerWorkflow, JiraSyncWorkflow, HeartbeatMonitorWorkflow,
+        ],
         activities=[
             policy.load_escalation_policy,
             policy.freeze_escalation_policy,
@@ -91,6 +97,8 @@ def build_worker(
             postmortem.draft_postmortem,
             postmortem.remind_postmortem,
             evidence.gather_evidence,
+            heartbeat.open_heartbeat_alert,
+            heartbeat.resolve_heartbeat_alert,
         ],
         activity_executor=executor,
         max_concurrent_activities=settings.worker.max_concurrent_activities,

@@ -21,6 +21,7 @@ from api.incidents.router import router as incidents_router
 from api.integrations.router import router as integrations_router
 from api.silences.router import router as silences_router
 from api.escalation import router as escalation
+from api.heartbeats.router import router as heartbeats_router
 from api.people import router as people
 from api.jira_status import JiraStatus
 from api.keys import router as keys
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(keys.users)
     app.include_router(keys.audit_log)
     app.include_router(schedules_router)
+    app.include_router(heartbeats_router)
     app.include_router(escalation.webhooks)
     app.include_router(escalation.policies)
     app.include_router(escalation.routes)

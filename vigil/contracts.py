@@ -743,3 +743,74 @@ class PostmortemDoneInput(BaseModel):
 
 IncidentState.model_rebuild()
 IncidentInput.model_rebuild()
+
+
+# --- heartbeat monitors: one HeartbeatMonitorWorkflow per monitor, a durable timer that check-ins reset ---
+
+HEARTBEAT_WORKFLOW = "HeartbeatMonitorWorkflow"
+HEARTBEAT_CHECK_IN = "check_in"  # signal: the only message a check-in costs
+HEARTBEAT_CONFIGURE = "configure"  # update: interval, grace, pause, names
+HEARTBEAT_STATE = "heartbeat_state"  # query
+HEARTBEAT_ALERTNAME = "HeartbeatMissed"
+
+
+def heartbeat_workflow_id(monitor_id: int) -> str:
+    """The monitor's workflow id: one durable timer per monitor."""
+    return f"vigil-heartbeat-{monitor_id}"
+
+
+def heartbeat_fingerprint(monitor_id: int, episode: int) -> str:
+    """One alert per missed episode: it fires at the miss and resolves at the next check-in."""
+    return f"heartbeat/{monitor_id}/{episode}"
+
+
+class HeartbeatConfig(BaseModel):
+    name: str
+    service: str
+    severity: Severity
+    interval_seconds: int = Field(ge=1)
+    grace_seconds: int = Field(ge=0)
+    paused: bool = False
+
+    @property
+    def period(self) -> timedelta:
+        """How long after the last check-in (or start, or resume) the monitor is missed."""
+        return timedelta(seconds=self.interval_seconds + self.grace_seconds)
+
+
+class HeartbeatInput(BaseModel):
+    """The monitor's start input, and what a continue-as-new carries over."""
+
+    monitor_id: int
+    config: HeartbeatConfig
+    since: datetime | None = None  # the last reset (check-in, start, resume); None: the run's start
+    missed: int = 0  # misses so far: the current (or last) alert episode
+    firing: bool = False  # the episode's alert is firing: the next check-in resolves it
+    check_ins: int = 0
+    last_check_in: datetime | None = None
+    # A check-in adds six history events: a run continues-as-new after this many, long before its history is
+    # large (tests and the bench lower it).
+    check_ins_per_run: int = Field(default=500, ge=1)
+
+
+class HeartbeatCheckIn(BaseModel):
+    """A check-in (the signal's input; empty, so a check-in costs one small history event)."""
+
+
+class HeartbeatState(HeartbeatInput):
+    """What the `heartbeat_state` query and the `configure` update answer."""
+
+    deadline: datetime | None = None  # None while paused or missed (waiting for a check-in)
+
+
+class HeartbeatAlertInput(BaseModel):
+    monitor_id: int
+    config: HeartbeatConfig
+    episode: int
+    status: AlertStatus
+    since: datetime  # the last reset: the alert says how long the monitor has been silent
+    at: datetime  # when the workflow missed (firing) or saw the check-in (resolved)
+
+
+class HeartbeatAlertResult(BaseModel):
+    incidents: list[int] = Field(default_factory=list)

@@ -544,3 +544,29 @@ class EvidenceQuery(Base):
     integration_id: Mapped[int | None] = mapped_column(ForeignKey("integrations.id", ondelete="CASCADE"), index=True)
     threshold: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class HeartbeatMonitor(Base):
+    """A heartbeat monitor: missed when no check-in arrives within interval + grace. Its timer is the workflow
+    `vigil-heartbeat-<id>`; this row holds what the API lists and the check-in token's hash."""
+
+    __tablename__ = "heartbeat_monitors"
+    # AUTOINCREMENT on SQLite: ids are never reused, because vigil-heartbeat-<id> is also a workflow id.
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    service: Mapped[str] = mapped_column(String(200))
+    severity: Mapped[str] = mapped_column(String(16))
+    interval_seconds: Mapped[int]
+    grace_seconds: Mapped[int]
+    paused: Mapped[bool] = mapped_column(default=False)
+    token_prefix: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_check_in_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Written by the workflow's activities: set when a miss opened an alert, cleared when a check-in resolved it.
+    down_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    misses: Mapped[int] = mapped_column(default=0)  # the last alert episode: restarting the workflow resumes it
+    incident_number: Mapped[int | None] = mapped_column(BigInteger)
