@@ -190,6 +190,9 @@ async def api(settings: Settings, client: Client) -> AsyncIterator[httpx.AsyncCl
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://vigil.test", timeout=60) as http:
         yield http
+    # ASGITransport runs no lifespan, so the app's engine is not disposed by it: without this, every test's pool
+    # keeps its PostgreSQL connections until garbage collection, and a whole run exhausts max_connections.
+    app.state.vigil.engine.dispose()
 
 
 @pytest.fixture
