@@ -210,6 +210,7 @@ async def live_api(settings: Settings, client: Client) -> AsyncIterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     await task
+    app.state.vigil.engine.dispose()  # lifespan="off": the app's shutdown does not dispose it
 
 
 @dataclass(frozen=True)
