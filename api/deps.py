@@ -30,6 +30,7 @@ from client.outbox import AlertOutbox
 from vigil.ingest.store import IntegrationInfo
 from vigil.logging import get_logger
 from vigil.models import ApiKey, Integration, User, utcnow
+from vigil.rca.artifacts import ArtifactStore, build_artifact_store
 from vigil.security import LAST_USED_GRANULARITY, Role, hash_key
 from vigil.settings import Settings
 
@@ -70,6 +71,11 @@ class AppState:
         return IncidentClient(self.sessions, self.settings, self.connection.get)
 
     @cached_property
+    def artifacts(self) -> ArtifactStore:
+        """Chart PNGs and attachments (VIGIL_RCA_ARTIFACT_STORE); built once, on first use."""
+        return build_artifact_store(self.settings.rca, self.settings.core)
+
+    @cached_property
     def outbox(self) -> AlertOutbox:
         """One per process: it caches the outbox size between requests."""
         return AlertOutbox(self.sessions, self.settings, self.incidents)
@@ -106,10 +112,15 @@ def get_dedup_keys(state: StateDep) -> DedupKeys:
     return state.dedup_keys
 
 
+def get_artifacts(state: StateDep) -> ArtifactStore:
+    return state.artifacts
+
+
 # Each connects to Temporal on its first call, not here: a request refused earlier (401, 422) never waits on it.
 IncidentsDep = Annotated[IncidentClient, Depends(get_incidents)]
 OutboxDep = Annotated[AlertOutbox, Depends(get_outbox)]
 DedupKeysDep = Annotated[DedupKeys, Depends(get_dedup_keys)]
+ArtifactsDep = Annotated[ArtifactStore, Depends(get_artifacts)]
 
 bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API key>`")
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]

@@ -6,6 +6,9 @@ break the `{"error": ...}` contract senders and tests rely on; this is the same 
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,17 +26,24 @@ class _TooLarge(HTTPException):
 
 
 class BodySizeLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    """`max_bytes` for every body, except on the paths of `per_path` (pattern, cap): uploads have their own cap."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, per_path: Sequence[tuple[re.Pattern[str], int]] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.per_path = per_path
+
+    def limit(self, path: str) -> int:
+        return next((cap for pattern, cap in self.per_path if pattern.fullmatch(path)), self.max_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.limit(scope["path"])
         declared = Headers(scope=scope).get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+            await self._reject(scope, receive, send, max_bytes)
             return
         received = 0
         started = False
@@ -43,8 +53,8 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _TooLarge(self.max_bytes)
+                if received > max_bytes:
+                    raise _TooLarge(max_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -57,10 +67,10 @@ class BodySizeLimit:
         except _TooLarge:
             if started:
                 raise
-            await self._reject(scope, receive, send)
+            await self._reject(scope, receive, send, max_bytes)
 
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _reject(self, scope: Scope, receive: Receive, send: Send, max_bytes: int) -> None:
         response = error_response(
-            413, "payload_too_large", f"request body over {self.max_bytes} bytes", {"limit_bytes": self.max_bytes}
+            413, "payload_too_large", f"request body over {max_bytes} bytes", {"limit_bytes": max_bytes}
         )
         await response(scope, receive, send)

@@ -23,6 +23,9 @@ from api.silences.router import router as silences_router
 from api.escalation import router as escalation
 from api.heartbeats.router import router as heartbeats_router
 from api.people import router as people
+from api.postmortems import evidence_queries
+from api.postmortems import router as postmortems
+from api.postmortems.attachments import MULTIPART_SLACK
 from api.jira_status import JiraStatus
 from api.keys import router as keys
 from api.schedules.router import router as schedules_router
@@ -75,13 +78,18 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         title="Vigil", version="0.1.0", description=DESCRIPTION, lifespan=lifespan, docs_url=None, redoc_url=None
     )
     install_docs_ui(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_body_bytes)
+    # Attachments have their own cap (VIGIL_RCA_ATTACHMENTS_MAX_BYTES), cut off while the upload streams.
+    upload_cap = settings.rca.attachments_max_bytes + MULTIPART_SLACK
+    app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_body_bytes,
+                       per_path=[(postmortems.ATTACHMENTS_PATH, upload_cap)])
     app.state.vigil = state
     app.state.jira_status = JiraStatus(settings.jira)
     install_error_handlers(app)
     app.include_router(ingest_router)
     app.include_router(incidents_router)
     app.include_router(notifications_router)
+    app.include_router(postmortems.router)
+    app.include_router(evidence_queries.router)
     app.include_router(alerts_router)
     app.include_router(silences_router)
     app.include_router(integrations_router)
