@@ -248,3 +248,22 @@ async def _runs(client: Client, workflow_id: str, count: int) -> bool:
 
 async def _taken(h: WorkflowHandle, n: int) -> bool:
     return (await h.query(HEARTBEAT_STATE, result_type=HeartbeatState)).check_ins >= n
+
+
+async def test_a_workflow_terminated_by_hand_comes_back_with_the_next_check_in_and_resolves_its_alert(
+    api: httpx.AsyncClient, worker: None, keys: Keys, client: Client, skipper: TimeSkipper,
+    sessions: sessionmaker[Session],
+) -> None:
+    monitor = await create(api, keys)
+    h = handle(client, monitor)
+    await skipper.fast_forward(h, timedelta(minutes=66))
+    await eventually(lambda: incidents(sessions))
+    await eventually(lambda: _status_is(api, keys, monitor, "down"))
+    await h.terminate("by hand, in the Temporal UI")
+
+    # The check-in starts the timer again from the database's view (missed, episode 1) and resolves that alert.
+    resp = await api.post(f"{CHECK_IN}/{monitor['token']}")
+    assert resp.status_code == 200, resp.text
+    assert (await client.get_workflow_handle(h.id).describe()).status == WorkflowExecutionStatus.RUNNING
+    await eventually(lambda: incidents(sessions)[0].status == "resolved")
+    await eventually(lambda: _status_is(api, keys, monitor, "up"))

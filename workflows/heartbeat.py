@@ -52,11 +52,15 @@ class HeartbeatMonitorWorkflow:
         try:
             # A check-in adds six events (signal, workflow task x3, timer cancelled and started): a run ends well
             # before Temporal's 10,240-event warning, so replaying an evicted monitor stays cheap.
-            while self._run_check_ins < inp.check_ins_per_run and not workflow.info().is_continue_as_new_suggested():
-                self._details()
-                await self._wait()
+            while True:
+                # Before waiting: a check-in handled before the run started (signal-with-start) or during an
+                # activity is not lost, nor carried unresolved into a continue-as-new.
                 if self._recovered:
                     await self._alert(AlertStatus.resolved)
+                if self._run_check_ins >= inp.check_ins_per_run or workflow.info().is_continue_as_new_suggested():
+                    break
+                self._details()
+                await self._wait()
         except asyncio.CancelledError:
             # Cancelled = the monitor was deleted. An alert left firing would keep its incident open forever.
             if self.s.firing:
