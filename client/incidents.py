@@ -7,7 +7,7 @@ only talks to incidents (the API) never loads workflow or activity code.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import TypeVar
 
 from pydantic import BaseModel
@@ -296,10 +296,18 @@ def _refusal(err: WorkflowUpdateFailedError, number: int, current: IncidentStatu
         details = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
         return PostmortemRequired(number, cause.message, details)
     if cause.type == REFUSED_TRANSITION:
-        # The workflow names the status it refused in; an older one may not have.
-        now = IncidentStatus(cause.details[0]) if cause.details else current
-        return TransitionRefused(number, now or IncidentStatus.triggered, cause.message)
+        # The workflow names the status it refused in; an older one may not have, and a postmortem refusal names
+        # the postmortem's state (`not required`, `complete`), which its message carries.
+        return TransitionRefused(number, _status_named(cause.details) or current or IncidentStatus.triggered,
+                                 cause.message)
     return None
+
+
+def _status_named(details: Sequence[object]) -> IncidentStatus | None:
+    try:
+        return IncidentStatus(details[0]) if details else None
+    except (ValueError, TypeError):
+        return None
 
 
 def _no_workflow(number: int, current: IncidentStatus, verb: str) -> IncidentError:
