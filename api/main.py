@@ -14,6 +14,7 @@ from api.deps import AppState, authenticate_first
 from api.docs_ui import install_docs_ui
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
+from api.metrics import IngestMetrics
 from api.openapi import document_common_answers
 from api.alerts.router import router as alerts_router
 from api.incidents.router import notifications as notifications_router
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     upload_cap = settings.rca.attachments_max_bytes + MULTIPART_SLACK
     app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_body_bytes,
                        per_path=[(postmortems.ATTACHMENTS_PATH, upload_cap)])
+    app.add_middleware(IngestMetrics)  # outside the body cap: its 413s are counted too
     app.state.vigil = state
     app.state.jira_status = JiraStatus(settings.jira)
     install_error_handlers(app)

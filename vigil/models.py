@@ -570,3 +570,25 @@ class HeartbeatMonitor(Base):
     down_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
     misses: Mapped[int] = mapped_column(default=0)  # the last alert episode: restarting the workflow resumes it
     incident_number: Mapped[int | None] = mapped_column(BigInteger)
+
+
+# --- change events (PagerDuty /v2/change/enqueue): context on incidents, never an incident themselves -----
+
+
+class ChangeEvent(Base):
+    """A deploy, a config change, a flag flip: shown on the incidents of its service, read-time only."""
+
+    __tablename__ = "change_events"
+    # Incidents read their service's changes by time (vigil/changes.py).
+    __table_args__ = (Index("ix_change_events_service_at", "service", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    integration_id: Mapped[int] = mapped_column(ForeignKey("integrations.id", ondelete="CASCADE"), index=True)
+    service: Mapped[str] = mapped_column(String(200))
+    summary: Mapped[str] = mapped_column(String(1024))
+    source: Mapped[str | None] = mapped_column(String(255))
+    # The sender's `payload.timestamp` (when the change happened), else when Vigil received it.
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    custom_details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    links: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)

@@ -137,10 +137,28 @@ class IncidentSummary(BaseModel):
     ended_at: datetime | None = Field(description="When Vigil found the workflow ended (status `ended`).")
 
 
+class ChangeRead(BaseModel):
+    """A change event of the incident's service (`POST /v2/change/enqueue`): a deploy, a config change."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    at: datetime = Field(description="When it happened: the sender's `payload.timestamp`, else when Vigil got it.")
+    service: str
+    summary: str
+    source: str | None
+    custom_details: dict
+    links: list[dict[str, str]] = Field(description="`{href, text?}`, the sender's first 20.")
+    received_at: datetime
+
+
 class IncidentDetail(IncidentSummary):
     alerts: list[AlertRead]
-    timeline: list[TimelineRead]
+    timeline: list[TimelineRead] = Field(description="The incident's events by seq; changes of its service made "
+                                         "while it was open are merged in by time (kind `change`, seq 0).")
     notifications: list[NotificationRead]
+    recent_changes: list[ChangeRead] = Field(description="Its service's changes from 24 h before it opened until "
+                                             "now, newest first, at most 20.")
 
 
 class IncidentList(BaseModel):

@@ -6,6 +6,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError
+from api.incidents import changes
 from api.incidents.schemas import (
     AlertRead,
     IncidentDetail,
@@ -92,8 +93,11 @@ def detail(*, session: Session, settings: Settings, number: int, live: IncidentS
     return IncidentDetail(
         **base,
         alerts=[AlertRead.model_validate(a) for a in alerts],
-        timeline=[TimelineRead.model_validate(t) for t in timeline],
+        timeline=changes.merged_timeline(
+            session=session, number=number, timeline=[TimelineRead.model_validate(t) for t in timeline]
+        ),
         notifications=[NotificationRead.of(n) for n in notes],
+        recent_changes=changes.recent(session=session, number=number),
     )
 
 

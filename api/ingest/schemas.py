@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, ValidationError, model_validator
+from pydantic import (
+    AfterValidator, BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, ValidationError, model_validator,
+)
 
 from vigil.ingest.fit import clean_tree
 
@@ -63,6 +65,61 @@ class PagerDutyResponse(BaseModel):
     status: Literal["success"] = "success"
     message: str
     dedup_key: str
+
+
+def _utc(value: datetime) -> datetime:
+    """A time without a zone is UTC; one that UTC cannot hold (year 1 at +01:00) is refused, not a 500 later."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as err:
+        raise ValueError("timestamp out of range") from err
+
+
+UtcTimestamp = Annotated[datetime, AfterValidator(_utc)]
+
+
+class PagerDutyLink(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    href: str = Field(min_length=1, max_length=2048)
+    text: str | None = Field(default=None, max_length=1024)
+
+
+class ChangePayload(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    summary: str = Field(min_length=1, max_length=1024)
+    source: str | None = Field(default=None, max_length=255)
+    timestamp: UtcTimestamp | None = Field(default=None, description="When the change happened; default: received.")
+    custom_details: dict[str, Any] | str | None = Field(
+        default=None, description="`service` here names the change's service (else `source` does)."
+    )
+
+
+class PagerDutyChangeEvent(SenderBody):
+    """PagerDuty change event (`POST /v2/change/enqueue`); `routing_key` is a Vigil integration key."""
+
+    model_config = ConfigDict(extra="allow")
+
+    routing_key: str = Field(min_length=1, max_length=200)
+    payload: ChangePayload
+    links: list[PagerDutyLink] = Field(default_factory=list, description="The first 20 are kept.")
+
+
+class PagerDutyChangeResponse(BaseModel):
+    status: Literal["success"] = "success"
+    message: str = "Change event processed"
+    id: int = Field(description="Vigil's id of the stored change (what pdpyras' `submit()` returns).")
+
+
+class PagerDutyError(BaseModel):
+    """PagerDuty's own error body, which its clients print: on /v2/enqueue and /v2/change/enqueue only."""
+
+    status: str = Field(examples=["invalid event"])
+    message: str = Field(examples=["Event object is invalid"])
+    errors: list[str] = Field(examples=[["payload.severity: Input should be 'critical', 'error', 'warning' or 'info'"]])
 
 
 class AlertmanagerAlert(BaseModel):
