@@ -11,6 +11,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from vigil.alert_context import AlertContext
 from vigil.contracts import Channel, NotifyInput
 from vigil.logging import get_logger
 from vigil.providers import PermanentDeliveryError
@@ -21,16 +22,35 @@ __all__ = ["EmailSender", "PermanentDeliveryError", "SmtpLoginRefused", "short_t
 log = get_logger(__name__)
 TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=select_autoescape(["html"]),
+    # The HTML template is `*.html.j2`: without its full suffix here, alert text would be rendered as raw HTML.
+    autoescape=select_autoescape(["html", "html.j2"]),
     keep_trailing_newline=True,
 )
 
 
-def short_text(inp: NotifyInput) -> str:
-    """The SMS / IVR text: short, it names the incident and says how to acknowledge from the phone."""
+# An SMS carries the runbook's URL only while the whole text fits two concatenated segments (2 x 153 GSM-7
+# characters): a longer text costs more segments and some phones split it.
+SMS_MAX_CHARS = 306
+# SMTP's line limit is 998 octets: a part whose lines fit is sent 8bit, so the raw message keeps every URL
+# whole on its line (quoted-printable would cut the ack link with `=` soft breaks); a longer line falls back.
+SMTP_LINE_OCTETS = 998
+
+
+def short_text(inp: NotifyInput, runbook: str | None = None) -> str:
+    """The SMS / IVR text: short, it names the incident, how to acknowledge from the phone and, when it fits,
+    the runbook."""
     head = f"[Vigil] {incident_ref(inp.number)} {inp.severity.value.upper()} {inp.service}: {inp.title}"[:240]
     how = "Press 1 to acknowledge." if inp.target_channel == Channel.ivr else f"Reply ACK {inp.number} to acknowledge."
-    return f"{head} {how}"
+    text = f"{head} {how}"
+    if runbook and inp.target_channel == Channel.sms and len(text) + len(runbook) + 10 <= SMS_MAX_CHARS:
+        text += f" Runbook: {runbook}"
+    return text
+
+
+def _cte(text: str) -> str:
+    """8bit when every line fits SMTP's limit (URLs stay whole in the raw .eml), else quoted-printable."""
+    fits = all(len(line.encode()) <= SMTP_LINE_OCTETS for line in text.splitlines())
+    return "8bit" if fits else "quoted-printable"
 
 
 def message_id(idempotency_key: str, from_addr: str) -> str:
@@ -60,8 +80,14 @@ class EmailSender:
     def __init__(self, settings: SmtpSettings) -> None:
         self.settings = settings
 
-    def render(self, inp: NotifyInput, ack_url: str | None = None) -> EmailMessage:
-        ctx = {"n": inp, "ref": incident_ref(inp.number), "ack_url": ack_url}
+    def render(
+        self, inp: NotifyInput, ack_url: str | None = None, view_url: str | None = None,
+        contexts: dict[str, AlertContext] | None = None,
+    ) -> EmailMessage:
+        ctx = {
+            "n": inp, "ref": incident_ref(inp.number), "ack_url": ack_url, "view_url": view_url or inp.incident_url,
+            "contexts": contexts or {},
+        }
         msg = EmailMessage()
         msg["Subject"] = f"[Vigil] {incident_ref(inp.number)} [{inp.severity.value}] {inp.service}: {inp.title}"
         msg["From"] = self.settings.from_addr
@@ -69,8 +95,10 @@ class EmailSender:
         msg["Message-ID"] = message_id(inp.idempotency_key, self.settings.from_addr)
         msg["X-Vigil-Incident"] = incident_ref(inp.number)
         msg["X-Vigil-Idempotency-Key"] = inp.idempotency_key
-        msg.set_content(TEMPLATES.get_template("incident_email.txt.j2").render(ctx))
-        msg.add_alternative(TEMPLATES.get_template("incident_email.html.j2").render(ctx), subtype="html")
+        text = TEMPLATES.get_template("incident_email.txt.j2").render(ctx)
+        html = TEMPLATES.get_template("incident_email.html.j2").render(ctx)
+        msg.set_content(text, cte=_cte(text))
+        msg.add_alternative(html, subtype="html", cte=_cte(html))
         return msg
 
     def tls_context(self) -> ssl.SSLContext:
@@ -80,8 +108,11 @@ class EmailSender:
         # never the worker and with it every other channel.
         return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
 
-    def send(self, inp: NotifyInput, ack_url: str | None = None) -> str:
-        return self.deliver(self.render(inp, ack_url), number=inp.number)
+    def send(
+        self, inp: NotifyInput, ack_url: str | None = None, view_url: str | None = None,
+        contexts: dict[str, AlertContext] | None = None,
+    ) -> str:
+        return self.deliver(self.render(inp, ack_url, view_url, contexts), number=inp.number)
 
     def deliver(self, msg: EmailMessage, *, number: int) -> str:
         """Send a composed email (it carries its own Message-ID); returns that Message-ID."""

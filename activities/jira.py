@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from vigil.alert_context import AlertContext, load_contexts
 from vigil.contracts import JiraCallInput, JiraCallResult, JiraIssueFields, JiraOpKind
 from vigil.jira_client import make_client
 from vigil.logging import get_logger
@@ -26,6 +27,8 @@ from vigil.contracts import incident_ref
 log = get_logger(__name__)
 REJECTED = "JiraRejected"  # a 400/403/404: retrying cannot help; recorded and skipped
 PERMANENT_STATUSES = {400, 403, 404, 410}  # 410: an API Jira removed (a client/Jira mismatch), not an outage
+# Jira's description holds 32,767 characters; the alerts and their context get this much of it.
+JIRA_ALERTS_CHARS = 30_000
 
 
 def label(number: int) -> str:
@@ -125,7 +128,12 @@ class JiraActivities:
         return key
 
     def _fields(self, project_key: str, issue: JiraIssueFields) -> dict:
-        firing = "\n".join(f"* [{a.status.value}] {a.summary} ({a.severity.value})" for a in issue.alerts) or "(none yet)"
+        contexts = self._contexts(issue)
+        lines = [
+            f"* [{a.status.value}] {_wiki(a.summary)} ({a.severity.value})" + _jira_context(contexts.get(a.fingerprint))
+            for a in issue.alerts
+        ]
+        firing = _within("\n".join(lines), JIRA_ALERTS_CHARS) or "(none yet)"
         if issue.alert_count > len(issue.alerts):
             firing += f"\n* … and {issue.alert_count - len(issue.alerts)} more"
         return {
@@ -140,6 +148,16 @@ class JiraActivities:
             "priority": {"name": self.settings.priorities.get(issue.severity.value, "Medium")},
             "labels": ["vigil", label(issue.number)],
         }
+
+    def _contexts(self, issue: JiraIssueFields) -> dict[str, AlertContext]:
+        """The digest's alert context from the database (not carried in history); an outage costs the context."""
+        try:
+            with self.sessions() as session:
+                return load_contexts(session, number=issue.number, keys=[a.fingerprint for a in issue.alerts])
+        except SQLAlchemyError as err:
+            log.error("alert context unavailable; issue created without it", incident=incident_ref(issue.number),
+                      error=str(err))
+            return {}
 
     def _record_key(self, number: int, key: str) -> None:
         with self.sessions.begin() as session:
@@ -167,6 +185,31 @@ class JiraActivities:
                 ))
         except SQLAlchemyError as err:
             log.error("jira sync log unavailable", incident=incident_ref(inp.issue.number), error=str(err))
+
+
+def _wiki(text: str) -> str:
+    """Alert text as plain Jira wiki text: markup characters are escaped, so `[x|javascript:…]` stays text."""
+    return "".join(f"\\{c}" if c in "[]{}|*_-+^~?#!" else c for c in text)
+
+
+def _jira_context(context: AlertContext | None) -> str:
+    """An alert's runbook (first), links, description and details as nested list items, cut as pages cut them."""
+    if context is None:
+        return ""
+    items = [f"[{_wiki(text)}|{href}]" for text, href in context.shown_links()]
+    items += [f"Image: [{_wiki(alt)}|{href}]" for alt, href in context.shown_images()]
+    if description := context.shown_description():
+        items.append(_wiki(description))
+    items += [f"{_wiki(k)}: {_wiki(v)}" for k, v in context.shown_details()]
+    return "".join(f"\n** {item}" for item in items)
+
+
+def _within(text: str, limit: int) -> str:
+    """Jira refuses a description over 32,767 characters: the alerts' part is cut at a line within `limit`."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit].rsplit("\n", 1)[0]
+    return f"{head}\n* … cut at {limit:,} characters; the whole context is in Vigil"
 
 
 def _describe(err: JIRAError) -> str:

@@ -18,12 +18,14 @@ from temporalio.exceptions import ApplicationError, CancelledError
 
 from activities.channels import EmailSender, short_text
 from activities.metrics import NOTIFICATIONS
+from vigil.alert_context import AlertContext, load_contexts, openable
 from vigil.contracts import Channel, NotifyInput, NotifyResult
 from vigil.logging import get_logger
 from vigil.models import NotificationAttempt, Webhook, utcnow
 from vigil.providers import OutboundMessage, PermanentDeliveryError, PhoneProvider, TransientDeliveryError
 from vigil.providers.acklinks import make_token
 from vigil.providers.webhook import WebhookIncident, WebhookMessage, WebhookSender
+from vigil.viewlinks import VIEW_TTL, make_view_token
 from vigil.contracts import incident_ref, workflow_id
 
 log = get_logger(__name__)
@@ -70,6 +72,11 @@ class Links:
             nonce=uuid.uuid4().hex,
         )
         return f"{self.public_url}/ack/{token}"
+
+    def view_url(self, number: int, recipient: str) -> str:
+        """The incident's read-only page for this recipient: a browser can open it without an API key."""
+        token = make_view_token(self.ack_secret, number=number, recipient=recipient, expires_at=utcnow() + VIEW_TTL)
+        return f"{self.public_url}/view/{token}"
 
 
 class NotifyActivities:
@@ -134,11 +141,18 @@ class NotifyActivities:
 
     def _send(self, inp: NotifyInput, channel: Channel) -> str:
         if channel == Channel.email:
-            return self.email.send(inp, ack_url=self.links.ack_url(inp.number, inp.address))
+            return self.email.send(
+                inp, ack_url=self.links.ack_url(inp.number, inp.address),
+                view_url=self.links.view_url(inp.number, inp.address), contexts=self._contexts(inp),
+            )
         if channel == Channel.webhook:
             return self._send_webhook(inp)
+        runbook = None
+        if channel == Channel.sms and inp.alerts:
+            runbook = next((c.runbook_url for c in self._contexts(inp).values() if openable(c.runbook_url)), None)
         message = OutboundMessage(
-            channel=channel.value, to=inp.address, text=short_text(inp), idempotency_key=inp.idempotency_key,
+            channel=channel.value, to=inp.address, text=short_text(inp, runbook=runbook),
+            idempotency_key=inp.idempotency_key,
             incident=incident_ref(inp.number), ack_code=str(inp.number), callback_url=self.links.callback_url,
         )
         return self.phones[channel].send(message).message_id
@@ -160,6 +174,16 @@ class NotifyActivities:
             text=f"[Vigil] {incident_ref(inp.number)} {inp.severity.value.upper()} {inp.service}: {inp.title}",
         )
         return self.webhook.send(message).message_id
+
+    def _contexts(self, inp: NotifyInput) -> dict[str, AlertContext]:
+        """The digest's alert context (runbook, links, details), read from the database rather than carried in
+        workflow history; a DB outage costs the context, never the page."""
+        try:
+            with self.sessions() as session:
+                return load_contexts(session, number=inp.number, keys=[a.fingerprint for a in inp.alerts])
+        except SQLAlchemyError as err:
+            log.error("alert context unavailable; paging without it", incident=incident_ref(inp.number), error=str(err))
+            return {}
 
     def _start(self, inp: NotifyInput, attempt: int, provider: str) -> int | None:
         """Log the attempt; a DB outage costs the log entry, never the page."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from vigil.alert_context import AlertContext, context_of
 from vigil.contracts import Alert, incident_ref, workflow_id
 from vigil.ingest.store import IntegrationInfo, OpenIncident
 from vigil.normalize import alertname
@@ -20,5 +21,34 @@ def static_details(incident: OpenIncident, lead: Alert, integration: Integration
         f"- **Service:** {incident.service}\n- **Severity:** {incident.severity.value}\n"
         f"- **Group key:** `{incident.group_key}`\n- **Integration:** {integration.name}\n"
         f"- **API:** {public_url}/api/v1/incidents/{incident_ref(incident.number)}\n\n"
+        f"{_context(context_of(lead))}"
         f"**First alert labels**\n\n{labels}\n"
     )
+
+
+def _context(context: AlertContext) -> str:
+    """The first alert's runbook (first), links, description and details, cut to what a page shows."""
+    out = ""
+    if links := context.shown_links():
+        out += "**Links**\n\n" + "".join(f"- [{_md(text)}]({_url(href)})\n" for text, href in links) + "\n"
+    if images := context.shown_images():
+        out += "**Images**\n\n" + "".join(f"- [{_md(alt)}]({_url(href)})\n" for alt, href in images) + "\n"
+    if description := context.shown_description():
+        out += f"**Description**\n\n{_md(description)}\n\n"
+    if details := context.shown_details():
+        out += "**Details**\n\n" + "".join(f"- `{_code(k)}`: {_md(v)}\n" for k, v in details) + "\n"
+    return out
+
+
+def _md(text: str) -> str:
+    """Alert text as literal Markdown text: the UI renders it, and a sender's `[x](javascript:…)` must stay text."""
+    return "".join(f"\\{c}" if c in "\\`*_[]()<>#|" else c for c in text)
+
+
+def _code(text: str) -> str:
+    return text.replace("`", "'")
+
+
+def _url(href: str) -> str:
+    """A link target that cannot close the Markdown link early."""
+    return href.replace(" ", "%20").replace("(", "%28").replace(")", "%29")

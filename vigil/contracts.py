@@ -132,6 +132,14 @@ def parse_incident_number(ref: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+class AlertLink(BaseModel):
+    """A link or image the source attached to an alert (PagerDuty's `links` and `images`)."""
+
+    href: str  # where it leads: the link, or an image's click target (its `src` when it has none)
+    text: str = ""  # the link text, or an image's `alt`
+    image: str | None = None  # an image's `src`; None for a link
+
+
 class Alert(BaseModel):
     """One normalized alert from any source."""
 
@@ -148,6 +156,7 @@ class Alert(BaseModel):
     url: str | None = None
     # The source's own severity name, kept so per-integration severity maps can re-map it.
     raw_severity: str | None = None
+    links: list[AlertLink] = Field(default_factory=list)
 
 
 class LegacyStep(BaseModel):

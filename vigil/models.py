@@ -188,6 +188,8 @@ class AlertFields:
     count: Mapped[int] = mapped_column(default=1)
     # The source's link to the alert (Alertmanager's generatorURL, whose g0.expr is the rule's PromQL: RCA evidence).
     url: Mapped[str | None] = mapped_column(String(2048))
+    # PagerDuty's links and images (vigil.contracts.AlertLink as dicts); NULL on rows stored before 0015.
+    links: Mapped[list[dict[str, str]] | None] = mapped_column(JSON)
 
 
 class AlertRow(AlertFields, Base):

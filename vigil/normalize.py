@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from datetime import datetime
 
-from vigil.contracts import Alert, AlertStatus, Severity
+from vigil.contracts import Alert, AlertLink, AlertStatus, Severity
 
 SEVERITY_ALIASES: dict[str, Severity] = {
     **dict.fromkeys(["critical", "crit", "page", "p1", "fatal", "emergency", "disaster"], Severity.critical),
@@ -96,9 +97,29 @@ def most_severe(raw: list[str]) -> Severity:
     return min((map_severity(r) for r in raw), key=lambda s: s.rank, default=DEFAULT_SEVERITY)
 
 
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def pagerduty_links(links: object, images: object) -> list[AlertLink]:
+    """PagerDuty's `links` ({href, text}) and `images` ({src, href, alt}); malformed entries are skipped, since
+    PagerDuty takes the event anyway and a refused trigger is a lost page."""
+    out: list[AlertLink] = []
+    for link in links if isinstance(links, list) else []:
+        if isinstance(link, dict) and isinstance(link.get("href"), str) and link["href"].strip():
+            out.append(AlertLink(href=link["href"].strip(), text=_text(link.get("text") or "")))
+    for image in images if isinstance(images, list) else []:
+        if isinstance(image, dict) and isinstance(image.get("src"), str) and image["src"].strip():
+            src = image["src"].strip()
+            href = image.get("href") if isinstance(image.get("href"), str) and image["href"].strip() else src
+            out.append(AlertLink(href=href.strip(), text=_text(image.get("alt") or ""), image=src))
+    return out
+
+
 def from_pagerduty(
     *, dedup_key: str, summary: str, source: str, severity: str, component: str | None, group: str | None,
     klass: str | None, custom_details: dict | None, timestamp: datetime | None, client_url: str | None,
+    links: object = None, images: object = None,
 ) -> Alert:
     """A PagerDuty Events v2 trigger."""
     blocks = label_blocks(custom_details)
@@ -123,7 +144,9 @@ def from_pagerduty(
         service=service,
         source=source,
         labels=labels,
-        annotations={k: str(v) for k, v in (custom_details or {}).items()} if isinstance(custom_details, dict) else {},
+        # A nested detail is kept as JSON, not as Python's repr of a dict.
+        annotations={k: _text(v) for k, v in custom_details.items()} if isinstance(custom_details, dict) else {},
         starts_at=timestamp,
         url=client_url,
+        links=pagerduty_links(links, images),
     )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, model_validator
 
+from vigil.alert_context import context_of
 from vigil.contracts import IncidentStatus, Severity
 from vigil.urls import mask_url
 from vigil.contracts import incident_ref
@@ -43,6 +44,17 @@ class SnoozeRequest(BaseModel):
     note: str = Field(default="", max_length=4000)
 
 
+class LinkRead(BaseModel):
+    href: str
+    text: str
+
+
+class ImageRead(BaseModel):
+    src: str
+    href: str
+    alt: str
+
+
 class AlertRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -56,6 +68,36 @@ class AlertRead(BaseModel):
     first_seen: datetime
     last_seen: datetime
     count: int
+    runbook_url: str | None = Field(
+        default=None, description="Annotation `runbook_url` (or `runbook`), else a PagerDuty link named runbook."
+    )
+    description: str | None = Field(default=None, description="Annotation `description`.")
+    source_url: str | None = Field(default=None, description="Alertmanager's `generatorURL`, PagerDuty's `client_url`.")
+    links: list[LinkRead] = Field(default_factory=list, description="PagerDuty `links` (a runbook link is `runbook_url`).")
+    images: list[ImageRead] = Field(default_factory=list, description="PagerDuty `images`.")
+    details: dict[str, str] = Field(
+        default_factory=dict, description="PagerDuty `custom_details` (nested values as JSON) or the other annotations."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_row(cls, data: Any) -> Any:
+        """A stored alert (incident or held) with its context read out of the annotations, URL and links."""
+        if isinstance(data, dict):
+            return data
+        context = context_of(data)
+        return {
+            **{k: getattr(data, k) for k in ("fingerprint", "status", "summary", "severity", "service", "source",
+                                             "labels", "first_seen", "last_seen", "count")},
+            "runbook_url": context.runbook_url, "description": context.description, "source_url": context.source_url,
+            "links": [{"href": x.href, "text": x.text} for x in context.links],
+            "images": [{"src": x.image, "href": x.href, "alt": x.text} for x in context.images],
+            "details": context.details,
+        }
+
+    @classmethod
+    def of(cls, row) -> AlertRead:  # noqa: ANN001
+        return cls.model_validate(row)
 
 
 class TimelineRead(BaseModel):

@@ -92,7 +92,7 @@ def detail(*, session: Session, settings: Settings, number: int, live: IncidentS
         )
     return IncidentDetail(
         **base,
-        alerts=[AlertRead.model_validate(a) for a in alerts],
+        alerts=[AlertRead.of(a) for a in alerts],
         timeline=changes.merged_timeline(
             session=session, number=number, timeline=[TimelineRead.model_validate(t) for t in timeline]
         ),

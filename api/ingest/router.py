@@ -57,6 +57,7 @@ async def enqueue(
         alert = from_pagerduty(
             dedup_key=dedup_key, summary=p.summary, source=p.source, severity=p.severity, component=p.component,
             group=p.group, klass=p.class_, custom_details=details, timestamp=p.timestamp, client_url=event.client_url,
+            links=(event.model_extra or {}).get("links"), images=(event.model_extra or {}).get("images"),
         )
         result = await outbox.ingest(integration, [alert])
         _count("enqueue", result.outcomes)

@@ -12,7 +12,7 @@ import hashlib
 import re
 from datetime import UTC, datetime
 
-from vigil.contracts import Alert
+from vigil.contracts import Alert, AlertLink
 
 # Database columns (vigil/models.py) and Temporal's limits: a keyword search attribute takes 2,048 bytes
 # (GroupKey, Service), one payload 2 MiB. Chunks of alerts sent to a workflow stay far below that.
@@ -29,6 +29,9 @@ MAX_LABEL_VALUE = 1024
 MAX_ANNOTATION_VALUE = 4096
 MAX_LABELS_CHARS = 8 * 1024  # all names and values of one alert's labels
 MAX_ANNOTATIONS_CHARS = 16 * 1024
+# PagerDuty's links and images of one alert: the first MAX_LINKS are kept, each href and src within MAX_URL.
+MAX_LINKS = 20
+MAX_LINK_TEXT = 256
 # One workflow message carries at most this many characters of alerts. Even if every character took 6 bytes
 # in JSON (a control character escaped as \u0001), a chunk stays under Temporal's 2 MiB payload limit.
 MAX_CHUNK_CHARS = 256 * 1024
@@ -106,11 +109,14 @@ def _needs_fitting(alert: Alert) -> bool:
         or len(raw) > MAX_SEVERITY_NAME
         or _over(alert.labels, MAX_LABEL_VALUE, MAX_LABELS_CHARS)
         or _over(alert.annotations, MAX_ANNOTATION_VALUE, MAX_ANNOTATIONS_CHARS)
+        or len(alert.links) > MAX_LINKS
+        or any(len(x.href) > MAX_URL or len(x.text) > MAX_LINK_TEXT or len(x.image or "") > MAX_URL for x in alert.links)
     ):
         return True
     joined = "".join((
         alert.fingerprint, alert.summary, alert.service, alert.source, url, raw,
         *alert.labels.keys(), *alert.labels.values(), *alert.annotations.keys(), *alert.annotations.values(),
+        *(x.href + x.text + (x.image or "") for x in alert.links),
     ))
     return _UNENCODABLE.search(joined) is not None
 
@@ -129,9 +135,11 @@ def fit_alert(alert: Alert, *, keep_fingerprint: bool = False) -> Alert:
     annotations, dropped_annotations = _mapping(
         alert.annotations, value_limit=MAX_ANNOTATION_VALUE, total_limit=MAX_ANNOTATIONS_CHARS
     )
-    if dropped_labels or dropped_annotations:
+    dropped_links = max(0, len(alert.links) - MAX_LINKS)
+    if dropped_labels or dropped_annotations or dropped_links:
         annotations[TRUNCATED_ANNOTATION] = (
             f"{dropped_labels} label(s) and {dropped_annotations} annotation(s) dropped: over Vigil's size limits"
+            + (f"; {dropped_links} link(s) and image(s) past the first {MAX_LINKS} dropped" if dropped_links else "")
         )
     return alert.model_copy(
         update={
@@ -144,7 +152,15 @@ def fit_alert(alert: Alert, *, keep_fingerprint: bool = False) -> Alert:
             "raw_severity": _text(alert.raw_severity, MAX_SEVERITY_NAME) if alert.raw_severity else alert.raw_severity,
             "labels": labels,
             "annotations": annotations,
+            "links": [_link(x) for x in alert.links[:MAX_LINKS]],
         }
+    )
+
+
+def _link(link: AlertLink) -> AlertLink:
+    return AlertLink(
+        href=_text(link.href, MAX_URL), text=_text(link.text, MAX_LINK_TEXT),
+        image=_text(link.image, MAX_URL) if link.image else link.image,
     )
 
 
@@ -164,6 +180,7 @@ def size(alert: Alert) -> int:
         len(alert.fingerprint) + len(alert.summary) + len(alert.service) + len(alert.source) + len(alert.url or "")
         + sum(len(k) + len(v) for k, v in alert.labels.items())
         + sum(len(k) + len(v) for k, v in alert.annotations.items())
+        + sum(len(x.href) + len(x.text) + len(x.image or "") + 64 for x in alert.links)
         + 256  # fixed fields and JSON punctuation
     )
 

@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from vigil.contracts import Alert, AlertStatus, Severity
-from vigil.ingest.store import IntegrationInfo, in_outbox, insert_for, row_to_alert
+from vigil.ingest.store import IntegrationInfo, in_outbox, insert_for, row_to_alert, stored_links
 from vigil.matchers import Matcher, alert_labels, matches_all
 from vigil.models import AlertRow, HeldAlert, IncidentGroup, Silence, utcnow
 
@@ -136,7 +136,7 @@ def store_held(session: Session, held: Sequence[tuple[Alert, str, int | None]], 
             integration_id=integration.id, group_key=key[0], fingerprint=a.fingerprint, disposition=disposition,
             silence_id=silence, status=a.status.value, summary=a.summary[:1024], severity=a.severity.value,
             service=a.service, source=a.source[:255], labels=a.labels, annotations=a.annotations,
-            starts_at=a.starts_at, ends_at=a.ends_at, first_seen=now, last_seen=now, url=a.url,
+            starts_at=a.starts_at, ends_at=a.ends_at, first_seen=now, last_seen=now, url=a.url, links=stored_links(a),
             count=(row["count"] + 1) if row else 1,
         )
     if not merged:

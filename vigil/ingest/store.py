@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from vigil.contracts import Alert, AlertStatus, IncidentStatus, Severity
+from vigil.contracts import Alert, AlertLink, AlertStatus, IncidentStatus, Severity
 from vigil.ingest.fit import fit_group_key
 from vigil.normalize import group_key
 from vigil.rules import IntegrationRules
@@ -133,7 +133,7 @@ def upsert_alerts(session: Session, *, number: int, alerts: Sequence[Alert], int
             incident_number=number, integration_id=integration.id, fingerprint=a.fingerprint, status=a.status.value,
             summary=a.summary[:1024], severity=a.severity.value, service=a.service, source=a.source[:255],
             labels=a.labels, annotations=a.annotations, starts_at=a.starts_at, ends_at=a.ends_at,
-            first_seen=now, last_seen=now, count=occurrences[a.fingerprint], url=a.url,
+            first_seen=now, last_seen=now, count=occurrences[a.fingerprint], url=a.url, links=stored_links(a),
         )
         for _, a in sorted(latest.items())
     ]
@@ -309,4 +309,10 @@ def row_to_alert(row: AlertRow | HeldAlert) -> Alert:
         fingerprint=row.fingerprint, status=AlertStatus(row.status), summary=row.summary,
         severity=Severity(row.severity), service=row.service, source=row.source, labels=row.labels,
         annotations=row.annotations, starts_at=row.starts_at, ends_at=row.ends_at, url=row.url,
+        links=[AlertLink.model_validate(x) for x in row.links or []],
     )
+
+
+def stored_links(alert: Alert) -> list[dict[str, str]] | None:
+    """The JSON the `links` column keeps (NULL when the source sent none)."""
+    return [x.model_dump(exclude_none=True) for x in alert.links] or None
