@@ -31,7 +31,9 @@ from vigil.bootstrap import create_integration, create_user_with_key
 from vigil.db import create_db_engine, session_factory
 from vigil.models import Base
 from vigil.security import Role
-from vigil.settings import CoreSettings, EscalationSettings, Settings, SmtpSettings, TemporalSettings, WorkerSettings
+from vigil.settings import (
+    CoreSettings, EscalationSettings, RcaSettings, Settings, SmtpSettings, TemporalSettings, WorkerSettings,
+)
 from tests.helpers import eventually
 from tests.provider_server import ProviderServer
 from worker import build_worker
@@ -173,6 +175,8 @@ def settings(database_url: str, smtp_server: tuple[Controller, Inbox], tmp_path:
         smtp=SmtpSettings(host="127.0.0.1", port=port),
         escalation=EscalationSettings(),
         worker=WorkerSettings(metrics_port=0, graceful_shutdown_seconds=1, max_concurrent_activities=20),
+        # No postmortem stage unless a test asks for one (tests/test_rca_stage.py): the others end at close.
+        rca=RcaSettings(required_severities=""),
     )
 
 

@@ -61,6 +61,7 @@ def worker_env(client: Client, settings: Settings) -> dict[str, str]:
         "VIGIL_WORKER_METRICS_PORT": "0",
         "VIGIL_WORKER_GRACEFUL_SHUTDOWN_SECONDS": "5",
         "VIGIL_LOG_FORMAT": "json",
+        "VIGIL_RCA_REQUIRED_SEVERITIES": settings.rca.required_severities,
         # The test receivers (SMTP, middleware) listen on loopback, as the suite's own settings allow.
         "VIGIL_PRIVATE_URL_ALLOWLIST": json.dumps([str(n) for n in settings.core.private_url_allowlist]),
     }

@@ -4,7 +4,8 @@ attachments, evidence queries and roles. The workflow's side (close waits for co
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Awaitable
 from datetime import timedelta
 
 import httpx
@@ -18,7 +19,9 @@ from temporalio.client import Client
 from api.main import create_app
 from api.postmortems.attachments import MULTIPART_SLACK, safe_filename
 from tests.conftest import Keys, free_port
-from vigil.models import EvidenceSeries, Incident, Integration, PostmortemAttachment, utcnow
+from tests.helpers import eventually, pd_event
+from vigil.contracts import STATE_QUERY, IncidentState
+from vigil.models import EvidenceSeries, Incident, Integration, Postmortem, PostmortemAttachment, utcnow
 from vigil.rca.artifacts import LocalArtifactStore, chart_key
 from vigil.rca.document import TEMPLATE
 from vigil.rca.postmortems import open_postmortem
@@ -416,3 +419,99 @@ async def test_an_edit_stands_when_temporal_is_down(
                                 json={"sections": {"root_cause": "Stored anyway."}})
         assert resp.status_code == 200, resp.text
         assert section(resp.json(), "root_cause")["body"] == "Stored anyway."
+
+
+# --- end to end, through the incident workflow's RCA phase ----------------------------------------
+
+
+async def resolved_critical(http: httpx.AsyncClient, keys: Keys, client: Client) -> int:
+    """A critical incident resolved through the API, once its workflow has opened the postmortem."""
+    resp = await http.post("/v2/enqueue", json=pd_event(keys.integration, f"pm-{uuid.uuid4()}"))
+    assert resp.status_code == 202, resp.text
+    number = int(resp.json()["message"].rsplit("INC-", 1)[1])
+    auth = keys.auth(keys.responder)
+    assert (await http.post(f"/api/v1/incidents/INC-{number}/acknowledge", json={}, headers=auth)).status_code == 200
+    resp = await http.post(f"/api/v1/incidents/INC-{number}/resolve", json={"resolution": "rolled back"}, headers=auth)
+    assert resp.status_code == 200, resp.text
+
+    async def opened() -> bool:
+        state = await client.get_workflow_handle(f"INC-{number}").query(STATE_QUERY, result_type=IncidentState)
+        return state.postmortem is not None and state.postmortem.progress.sections_total > 0
+
+    await eventually(opened)
+    return number
+
+
+async def live_progress(client: Client, number: int) -> int:
+    state = await client.get_workflow_handle(f"INC-{number}").query(STATE_QUERY, result_type=IncidentState)
+    assert state.postmortem is not None
+    return state.postmortem.progress.sections_filled
+
+
+async def test_close_waits_for_the_completed_postmortem(
+    http: httpx.AsyncClient, keys: Keys, client: Client, worker: None
+) -> None:
+    number = await resolved_critical(http, keys, client)
+    auth = keys.auth(keys.responder)
+    close_url = f"/api/v1/incidents/INC-{number}/close"
+
+    refused = await http.post(close_url, headers=auth, json={"note": "done"})
+    assert refused.status_code == 409, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "postmortem_required"
+    assert error["details"]["postmortem"] == "draft" and error["details"]["url"].endswith(pm_url(number))
+    assert error["details"]["sections_total"] == len(TEMPLATE)
+
+    filled_before = await live_progress(client, number)
+    resp = await http.patch(pm_url(number), headers=auth, json={"sections": {
+        "root_cause": "A bad deploy.", "action_items": "| Canary deploys | rita@test | 2026-04-01 |"}})
+    assert resp.status_code == 200, resp.text
+    # The signal carried the new count to the workflow (the Temporal UI's "Postmortem: draft, n/9 sections").
+    await eventually(lambda: _equals(live_progress(client, number), filled_before + 2))
+
+    done = await http.post(pm_url(number, "/complete"), headers=auth)
+    assert done.status_code == 200, done.text
+    assert (done.json()["status"], done.json()["completed_by"]) == ("complete", "user:rita@test")
+    again = await http.patch(pm_url(number), headers=auth, json={"sections": {"lessons": "late"}})
+    assert again.status_code == 409
+
+    closed = await http.post(close_url, headers=auth, json={"note": "reviewed"})
+    assert closed.status_code == 200, closed.text
+    assert closed.json()["status"] == "closed"
+    late = await http.post(pm_url(number, "/waive"), headers=keys.auth(keys.admin), json={"reason": "x"})
+    assert (late.status_code, late.json()["error"]["code"]) == (409, "invalid_transition")
+
+
+async def _equals(value: Awaitable[int], expected: int) -> bool:
+    return await value == expected
+
+
+async def test_an_admin_waives_it_and_the_incident_closes(
+    http: httpx.AsyncClient, keys: Keys, client: Client, worker: None
+) -> None:
+    number = await resolved_critical(http, keys, client)
+    blank = await http.post(pm_url(number, "/waive"), headers=keys.auth(keys.admin), json={"reason": " "})
+    assert blank.status_code == 422
+    resp = await http.post(pm_url(number, "/waive"), headers=keys.auth(keys.admin), json={"reason": "duplicate of INC-1"})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert (body["status"], body["waived_by"], body["waived_reason"]) == ("waived", "user:admin@test", "duplicate of INC-1")
+    closed = await http.post(f"/api/v1/incidents/INC-{number}/close", headers=keys.auth(keys.responder))
+    assert closed.status_code == 200 and closed.json()["status"] == "closed", closed.text
+
+
+async def test_a_row_behind_the_workflow_gets_a_409_not_a_500(
+    http: httpx.AsyncClient, keys: Keys, client: Client, worker: None, sessions: sessionmaker[Session]
+) -> None:
+    """The workflow accepted a completion whose row write was lost: a retry is refused as a transition, and the
+    refusal, which names the postmortem's state rather than the incident's, is still mapped."""
+    number = await resolved_critical(http, keys, client)
+    auth = keys.auth(keys.responder)
+    await http.patch(pm_url(number), headers=auth, json={"sections": {"root_cause": "x", "action_items": "y"}})
+    assert (await http.post(pm_url(number, "/complete"), headers=auth)).status_code == 200
+    with sessions.begin() as session:
+        session.get_one(Postmortem, number).status = "draft"
+    retry = await http.post(pm_url(number, "/complete"), headers=auth)
+    assert retry.status_code == 409, retry.text
+    assert retry.json()["error"]["code"] == "invalid_transition" and "complete" in retry.json()["error"]["message"]
+    assert retry.json()["error"]["details"] == {"current_status": "resolved"}

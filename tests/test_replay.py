@@ -3,7 +3,7 @@
 Re-record after an intentional, patched change with:
     VIGIL_RECORD_HISTORIES=1 .venv/bin/python -m pytest tests/test_incident_flow.py tests/test_escalation.py \
         tests/test_alert_lifecycle.py tests/test_policy_ladder.py tests/test_jira_sync.py tests/test_jira_webhooks.py \
-        tests/test_lifecycle.py
+        tests/test_lifecycle.py tests/test_rca_stage.py
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def test_histories_are_committed() -> None:
     }
     current = {
         "ack_then_resolve", "ladder_exhausted", "auto_resolved_closed", "reopened", "policy_ladder",
-        "jira_linked", "jira_sync", "jira_webhooks", "cancelled",
+        "jira_linked", "jira_sync", "jira_webhooks", "cancelled", "postmortem_completed",
     }
     assert {f"pre_policies/{n}.json" for n in legacy} | {f"{n}.json" for n in current} <= names
 

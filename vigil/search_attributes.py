@@ -13,6 +13,7 @@ SEARCH_ATTRIBUTES: dict[str, str] = {
     "GroupKey": "Keyword",
     "Assignee": "Keyword",
     "JiraKey": "Keyword",
+    "Postmortem": "Keyword",  # awaiting | complete | waived: `Postmortem="awaiting"` lists the ones to write
 }
 
 INCIDENT_NUMBER = SearchAttributeKey.for_keyword("IncidentNumber")
@@ -22,7 +23,8 @@ SERVICE = SearchAttributeKey.for_keyword("Service")
 GROUP_KEY = SearchAttributeKey.for_keyword("GroupKey")
 ASSIGNEE = SearchAttributeKey.for_keyword("Assignee")
 JIRA_KEY = SearchAttributeKey.for_keyword("JiraKey")
-ALL_KEYS = (INCIDENT_NUMBER, INCIDENT_STATUS, SEVERITY, SERVICE, GROUP_KEY, ASSIGNEE, JIRA_KEY)
+POSTMORTEM = SearchAttributeKey.for_keyword("Postmortem")
+ALL_KEYS = (INCIDENT_NUMBER, INCIDENT_STATUS, SEVERITY, SERVICE, GROUP_KEY, ASSIGNEE, JIRA_KEY, POSTMORTEM)
 
 
 def cli_flags() -> list[str]:

@@ -4,7 +4,9 @@ The life, top to bottom: the incident opens with its first alerts and freezes it
 triggered, the ladder pages rung after rung until someone acknowledges (or the ladder is exhausted); an
 acknowledged incident waits for its resolution, and re-triggers if the policy's ack timeout or a snooze ends
 first; a resolved incident stays open for the reopen window, and an alert that fires again in it reopens the
-incident and starts a new round of pages; when the window elapses, the incident closes.
+incident and starts a new round of pages. Where the severity requires a postmortem, the evidence is gathered
+at the resolve and the incident waits, with reminders, until the postmortem is complete (or waived); then, or
+when the window elapses if none is required, the incident closes.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.projection import ProjectionActivities
     from vigil.contracts import (
-        ACKNOWLEDGE, ADD_ALERTS, ADD_NOTE, ASSIGN, DELIVERY_RECEIPT, INCIDENT_WORKFLOW, JIRA_LINKED, REFUSED_CLOSED,
-        REFUSED_NO_RESOLUTION, REOPEN, RESOLVE, SNOOZE, STATE_QUERY, AcknowledgeInput, ActorKind, AddAlertsInput,
-        AddAlertsResult, AssignInput, IncidentInput, IncidentResult, IncidentState, IncidentStatus, NoteInput,
-        ReceiptInput, ReleaseGroupInput, ReopenInput, ResolveInput, SnoozeInput, TransitionResult,
+        ACKNOWLEDGE, ADD_ALERTS, ADD_NOTE, ASSIGN, CLOSE, COMPLETE_POSTMORTEM, DELIVERY_RECEIPT, INCIDENT_WORKFLOW,
+        JIRA_LINKED, POSTMORTEM_EDITED, REFUSED_CLOSED, REFUSED_NO_RESOLUTION, REOPEN, RESOLVE, SNOOZE, STATE_QUERY,
+        WAIVE_POSTMORTEM, AcknowledgeInput, ActorKind, AddAlertsInput, AddAlertsResult, AssignInput,
+        CloseInput, IncidentInput, IncidentResult, IncidentState, IncidentStatus, NoteInput, PostmortemDoneInput,
+        PostmortemProgress, PostmortemStatus, ReceiptInput, ReleaseGroupInput, ReopenInput, ResolveInput,
+        SnoozeInput, TransitionResult, incident_ref,
     )
     from vigil.escalation import human_duration
     from vigil.state_machine import InvalidTransition, Transition, can
@@ -32,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.incident.jira_link import JiraLink
     from workflows.incident.ladder import Ladder
     from workflows.incident.options import STORE_RETRY, STORE_TIMEOUT
+    from workflows.incident.postmortem import Postmortem
     from workflows.incident.timeline import SOURCE, TIMER, Timeline
     from workflows.incident.transitions import Transitions, refused
 
@@ -58,6 +63,7 @@ class IncidentWorkflow:
         self.jira = JiraLink(self.s, inp, self.timeline, self._show_details)
         self.changes = Transitions(self.s, self.timeline, self.ladder, self.jira, self._show_details)
         self.alerts = Alerts(self.s, inp, self.timeline, self.jira, self.changes)
+        self.postmortem = Postmortem(self.s, inp, self.timeline, self.jira, self._show_details)
         self.cancels = CancelRequests(self.s, self.timeline, self.changes, self.ladder)
 
     # --- the life ----------------------------------------------------------------------------------------
@@ -86,6 +92,7 @@ class IncidentWorkflow:
         self._show_details()
         await self._release_group()
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await workflow.wait_condition(self.postmortem.idle)
         await self.timeline.drain()
         await workflow.wait_condition(self.jira.idle)  # the last changes (and `close`) are handed over
         return IncidentResult(number=self.s.number, status=self.s.status)
@@ -100,11 +107,14 @@ class IncidentWorkflow:
                 await self.ladder.finished(ladder)
         elif status == S.acknowledged:  # wait for the resolution
             await self._wait_for_change(changed)
-        elif status == S.resolved:  # the reopen window, then close
+        elif status == S.resolved:  # the reopen window, the postmortem where one is required, then close
             await self._after_resolve(changed)
 
     async def _after_resolve(self, changed: Callable[[], bool]) -> None:
         assert self.s.resolved_at is not None
+        rca = self.postmortem.stage()
+        if rca:
+            self.postmortem.resolved()  # required? then evidence and a draft, beside the window
         window = timedelta(seconds=self.inp.reopen_window_seconds)
         remaining = self.s.resolved_at + window - workflow.now()
         if remaining > timedelta(0):
@@ -112,10 +122,20 @@ class IncidentWorkflow:
                 await workflow.wait_condition(
                     changed, timeout=remaining, timeout_summary=f"reopen window {human_duration(window)}"
                 )
-                return  # reopened (an alert fired again), or continue-as-new
+                return  # reopened (an alert fired again), closed by hand, or continue-as-new
             except asyncio.TimeoutError:
                 pass
-        self.changes.close(TIMER, "Closed: reopen window elapsed")
+        if rca:
+            await workflow.wait_condition(lambda: self.postmortem.opened or changed())
+            if self.postmortem.pending and not changed():
+                # The window is over: the group's next alert opens a new incident while this one waits.
+                await self._release_group()
+                await self.postmortem.remind_until_done(changed)
+            if changed():
+                return
+        pm = self.s.postmortem
+        done = f"postmortem {pm.status.value}" if pm is not None and pm.required else "reopen window elapsed"
+        self.changes.close(TIMER, f"Closed: {done}")
 
     async def _wait_for_change(self, changed: Callable[[], bool], extra: Callable[[], bool] = lambda: False) -> None:
         """Wait for `changed`, or until a held resolution falls due (then auto-resolve), or, when acknowledged,
@@ -155,6 +175,8 @@ class IncidentWorkflow:
     @add_alerts.validator
     def _validate_add_alerts(self, inp: AddAlertsInput) -> None:
         self.changes.refuse_if_closed(REFUSED_CLOSED)
+        if self.postmortem.pending and self._window_over():  # the alert belongs to the group's next incident
+            raise ApplicationError(f"{incident_ref(self.s.number)} awaits its postmortem", type=REFUSED_CLOSED)
 
     @workflow.signal(name=DELIVERY_RECEIPT)
     def delivery_receipt(self, inp: ReceiptInput) -> None:
@@ -240,6 +262,46 @@ class IncidentWorkflow:
     def _validate_reopen(self, inp: ReopenInput) -> None:
         self.changes.require_reopenable()
 
+    @workflow.signal(name=POSTMORTEM_EDITED)
+    def postmortem_edited(self, progress: PostmortemProgress) -> None:
+        """A responder edited the postmortem (the document is in the database; this is how far it is)."""
+        self.postmortem.edited(progress)
+
+    @workflow.update(name=COMPLETE_POSTMORTEM)
+    async def complete_postmortem(self, inp: PostmortemDoneInput) -> TransitionResult:
+        """No reminder starts after this returns; the incident closes once the reopen window is over."""
+        await self.postmortem.done(PostmortemStatus.complete, inp.actor)
+        return TransitionResult(number=self.s.number, status=self.s.status, previous=self.s.status)
+
+    @complete_postmortem.validator
+    def _validate_complete(self, inp: PostmortemDoneInput) -> None:
+        self.changes.refuse_if_closed()
+        self.postmortem.require_draft()
+
+    @workflow.update(name=WAIVE_POSTMORTEM)
+    async def waive_postmortem(self, inp: PostmortemDoneInput) -> TransitionResult:
+        """An admin lets the incident close without a postmortem; the reason goes on the timeline."""
+        await self.postmortem.done(PostmortemStatus.waived, inp.actor, inp.reason.strip())
+        return TransitionResult(number=self.s.number, status=self.s.status, previous=self.s.status)
+
+    @waive_postmortem.validator
+    def _validate_waive(self, inp: PostmortemDoneInput) -> None:
+        self.changes.refuse_if_closed()
+        self.postmortem.require_draft()
+        if not inp.reason.strip():
+            raise ApplicationError("a reason is required to waive a postmortem", type=REFUSED_NO_RESOLUTION)
+
+    @workflow.update(name=CLOSE)
+    def close(self, inp: CloseInput) -> TransitionResult:
+        """Close a resolved incident now, without waiting out the reopen window."""
+        self.changes.close(inp.actor, f"Closed by {inp.actor.label()}" + (f": {inp.note}" if inp.note else ""))
+        return TransitionResult(number=self.s.number, status=self.s.status, previous=S.resolved)
+
+    @close.validator
+    def _validate_close(self, inp: CloseInput) -> None:
+        self.changes.require(Transition.close)
+        self.postmortem.require_close_allowed()
+
     @workflow.query(name=STATE_QUERY)
     def state(self) -> IncidentState:
         return self.s
@@ -253,7 +315,7 @@ class IncidentWorkflow:
         # A cancel request being handled finishes first, or its resolution would miss the state handed over.
         await workflow.wait_condition(
             lambda: self.ladder.idle() and self.ladder.inflight.count == 0 and not self.cancels.handling
-
+            and self.postmortem.idle()
         )
         while True:
             await self.timeline.drain()
@@ -263,6 +325,11 @@ class IncidentWorkflow:
                 break
         workflow.continue_as_new(self.inp.model_copy(update={"state": self.s}))
 
+    def _window_over(self) -> bool:
+        """Resolved, and its reopen window has elapsed."""
+        at = self.s.resolved_at
+        return at is not None and workflow.now() >= at + timedelta(seconds=self.inp.reopen_window_seconds)
+
     async def _release_group(self) -> None:
         """Free the group key, so the group's next alert opens a new incident (idempotent)."""
         await workflow.execute_activity_method(
@@ -271,4 +338,4 @@ class IncidentWorkflow:
         )
 
     def _show_details(self) -> None:
-        details.show(self.s, self.ladder.next_step_line())
+        details.show(self.s, self.ladder.next_step_line(), self.postmortem.line())
