@@ -55,6 +55,7 @@ from vigil.contracts import (
     SNOOZE,
     STATE_QUERY,
     WAIVE_POSTMORTEM,
+    REFRESH_EVIDENCE,
     AcknowledgeInput,
     AddAlertsInput,
     AddAlertsResult,
@@ -67,6 +68,7 @@ from vigil.contracts import (
     JiraTarget,
     NoteInput,
     PostmortemDoneInput,
+    RefreshEvidenceInput,
     PostmortemProgress,
     ReceiptInput,
     ReopenInput,
@@ -227,6 +229,10 @@ class IncidentClient:
     async def waive_postmortem(self, number: int, inp: PostmortemDoneInput) -> TransitionResult:
         """An admin closes the postmortem without one; the reason goes in the timeline."""
         return await self._transition(number, WAIVE_POSTMORTEM, "waive the postmortem of", inp)
+
+    async def refresh_evidence(self, number: int, inp: RefreshEvidenceInput) -> TransitionResult:
+        """Gather the postmortem's evidence again; it lands in the document a little later."""
+        return await self._transition(number, REFRESH_EVIDENCE, "refresh the evidence of", inp)
 
     async def postmortem_edited(self, number: int, progress: PostmortemProgress) -> bool:
         """Tell the workflow how far the document is (its UI details); False when it could not be told.

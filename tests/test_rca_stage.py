@@ -236,3 +236,21 @@ async def test_close_by_hand_once_complete_skips_the_rest_of_the_window(
     await handle.execute_update(CLOSE, CloseInput(actor=RITA, note="done"), result_type=TransitionResult)
     assert (await handle.result())["status"] == IncidentStatus.closed.value
     assert ("closed", "Closed by user:rita@test: done") in timeline(sessions, number)
+
+
+async def test_evidence_is_refreshed_on_demand(
+    api: httpx.AsyncClient, worker: None, keys: Keys, client: Client, sessions: sessionmaker[Session],
+) -> None:
+    number, handle = await resolved_critical(api, keys, client, "rca-6")
+    gaps = lambda: [m for k, m in timeline(sessions, number) if k == "evidence_gap"]  # noqa: E731
+    await eventually(lambda: len(gaps()) == 1)
+    resp = await api.post(f"/api/v1/incidents/INC-{number}/postmortem/refresh", headers=keys.auth(keys.responder))
+    assert resp.status_code == 202, resp.text
+    await eventually(lambda: len(gaps()) == 2)  # gathered again (Prometheus is still down here)
+    assert ("evidence_refresh", "Evidence refresh asked by user:rita@test") in timeline(sessions, number)
+    resp = await api.post(f"/api/v1/incidents/INC-{number}/postmortem/refresh", headers=keys.auth(keys.viewer))
+    assert resp.status_code == 403
+
+    warning = await trigger(api, keys, "rca-7", severity="warning", component="billing")
+    resp = await api.post(f"/api/v1/incidents/INC-{warning}/postmortem/refresh", headers=keys.auth(keys.responder))
+    assert resp.status_code in (404, 409), resp.text  # no postmortem to refresh

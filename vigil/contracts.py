@@ -90,6 +90,7 @@ CLOSE = "close"
 COMPLETE_POSTMORTEM = "complete_postmortem"
 WAIVE_POSTMORTEM = "waive_postmortem"
 POSTMORTEM_EDITED = "postmortem_edited"
+REFRESH_EVIDENCE = "refresh_evidence"
 
 # Business refusals: the `ApplicationError.type` the incident workflow raises, which the client turns into its
 # domain errors (TransitionRefused, IncidentClosed, ResolutionRequired). The strings are in recorded histories.
@@ -741,6 +742,10 @@ class RemindPostmortemResult(BaseModel):
 class CloseInput(BaseModel):
     actor: Actor
     note: str = ""
+
+
+class RefreshEvidenceInput(BaseModel):
+    actor: Actor
 
 
 class PostmortemDoneInput(BaseModel):

@@ -26,7 +26,9 @@ from api.postmortems.schemas import (
     SectionsPatch,
     WaiveRequest,
 )
-from vigil.contracts import Actor, ActorKind, CloseInput, Id, PostmortemDoneInput, PostmortemStatus, incident_ref
+from vigil.contracts import (
+    Actor, ActorKind, CloseInput, Id, PostmortemDoneInput, PostmortemStatus, RefreshEvidenceInput, incident_ref,
+)
 from vigil.rca import postmortems
 from vigil.rca.artifacts import ArtifactNotFound, InvalidArtifactKey, chart_key
 from vigil.rca.render import to_html, to_markdown, to_pdf
@@ -111,6 +113,19 @@ async def complete_postmortem(ref: str, user: Responder, state: StateDep, incide
     actor = _actor(user)
     await counted("complete_postmortem", incidents.complete_postmortem(number, PostmortemDoneInput(actor=actor)))
     await _db(state, service.mark_done, number=number, status=PostmortemStatus.complete, actor=actor.label())
+    return await _db(state, service.read, public_url=state.settings.core.public_url, number=number)
+
+
+@router.post(
+    "/{ref}/postmortem/refresh", response_model=PostmortemRead, status_code=status.HTTP_202_ACCEPTED,
+    responses=WRITE_ERRORS,
+)
+async def refresh_evidence(ref: str, user: Responder, state: StateDep, incidents: IncidentsDep) -> PostmortemRead:
+    """Gather the evidence again (Prometheus was down at the resolve, or a query was added) and redraft; the
+    incident's workflow does it beside the incident, so the new evidence appears in the document shortly."""
+    number = incidents_service.number_of(ref)
+    await _db(state, service.postmortem_or_404, number=number)
+    await counted("refresh_evidence", incidents.refresh_evidence(number, RefreshEvidenceInput(actor=_actor(user))))
     return await _db(state, service.read, public_url=state.settings.core.public_url, number=number)
 
 

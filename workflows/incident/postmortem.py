@@ -172,6 +172,22 @@ class Postmortem:
         await workflow.wait_condition(lambda: self._reminders.count == 0)
         self._changed()
 
+    def refresh(self, actor: Actor) -> None:
+        """Gather the evidence again (Prometheus was down, or a query was added) and redraft."""
+        pm = self.s.postmortem
+        assert pm is not None
+        pm.evidence_at = None
+        self.timeline.record("evidence_refresh", actor, f"Evidence refresh asked by {actor.label()}")
+        self.resolved()
+
+    def require_refreshable(self) -> None:
+        pm = self.s.postmortem
+        if pm is None or not pm.required or self.s.resolved_at is None:
+            raise ApplicationError(
+                f"{incident_ref(self.s.number)} has no postmortem evidence to refresh (it is not resolved with a "
+                "required postmortem)", self.s.status.value, type=REFUSED_TRANSITION, non_retryable=True,
+            )
+
     def edited(self, progress: PostmortemProgress) -> None:
         if self.s.postmortem is not None:
             self.s.postmortem.progress = progress

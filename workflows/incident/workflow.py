@@ -22,11 +22,12 @@ with workflow.unsafe.imports_passed_through():
     from activities.projection import ProjectionActivities
     from vigil.contracts import (
         ACKNOWLEDGE, ADD_ALERTS, ADD_NOTE, ASSIGN, CLOSE, COMPLETE_POSTMORTEM, DELIVERY_RECEIPT, INCIDENT_WORKFLOW,
-        JIRA_LINKED, POSTMORTEM_EDITED, REFUSED_CLOSED, REFUSED_NO_RESOLUTION, REOPEN, RESOLVE, SNOOZE, STATE_QUERY,
+        JIRA_LINKED, POSTMORTEM_EDITED, REFRESH_EVIDENCE, REFUSED_CLOSED, REFUSED_NO_RESOLUTION, REOPEN, RESOLVE,
+        SNOOZE, STATE_QUERY,
         WAIVE_POSTMORTEM, AcknowledgeInput, ActorKind, AddAlertsInput, AddAlertsResult, AssignInput,
         CloseInput, IncidentInput, IncidentResult, IncidentState, IncidentStatus, NoteInput, PostmortemDoneInput,
-        PostmortemProgress, PostmortemStatus, ReceiptInput, ReleaseGroupInput, ReopenInput, ResolveInput,
-        SnoozeInput, TransitionResult, incident_ref,
+        PostmortemProgress, PostmortemStatus, ReceiptInput, RefreshEvidenceInput, ReleaseGroupInput, ReopenInput,
+        ResolveInput, SnoozeInput, TransitionResult, incident_ref,
     )
     from vigil.escalation import human_duration
     from vigil.state_machine import InvalidTransition, Transition, can
@@ -266,6 +267,17 @@ class IncidentWorkflow:
     def postmortem_edited(self, progress: PostmortemProgress) -> None:
         """A responder edited the postmortem (the document is in the database; this is how far it is)."""
         self.postmortem.edited(progress)
+
+    @workflow.update(name=REFRESH_EVIDENCE)
+    def refresh_evidence(self, inp: RefreshEvidenceInput) -> TransitionResult:
+        """Gather the postmortem's evidence again, beside the incident (e.g. Prometheus was down at the resolve)."""
+        self.postmortem.refresh(inp.actor)
+        return TransitionResult(number=self.s.number, status=self.s.status, previous=self.s.status)
+
+    @refresh_evidence.validator
+    def _validate_refresh(self, inp: RefreshEvidenceInput) -> None:
+        self.changes.refuse_if_closed()
+        self.postmortem.require_refreshable()
 
     @workflow.update(name=COMPLETE_POSTMORTEM)
     async def complete_postmortem(self, inp: PostmortemDoneInput) -> TransitionResult:
