@@ -47,6 +47,9 @@ from workflows.jira_sync import JiraSyncWorkflow
 from workflows.reconcile import OutboxReconcileWorkflow, ReconcilerWorkflow
 
 log = get_logger("vigil.worker")
+# Every workflow this build runs: the worker registers them, and the replay gate (`vigil-deploy check`) replays
+# the live histories of their types against them.
+WORKFLOWS = [IncidentWorkflow, OutboxReconcileWorkflow, ReconcilerWorkflow, JiraSyncWorkflow, HeartbeatMonitorWorkflow]
 
 
 def build_worker(
@@ -77,9 +80,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=settings.temporal.task_queue,
-        workflows=[
-            IncidentWorkflow, OutboxReconcileWorkflow, ReconcilerWorkflow, JiraSyncWorkflow, HeartbeatMonitorWorkflow,
-        ],
+        workflows=WORKFLOWS,
         activities=[
             policy.load_escalation_policy,
             policy.freeze_escalation_policy,
