@@ -32,6 +32,7 @@ from api.keys import router as keys
 from api.schedules.router import router as schedules_router
 from api.ingest.router import router as ingest_router
 from api.acklinks.router import router as acklinks_router
+from api.incidents.page import router as incident_page_router
 from api.providers.router import router as providers_router
 from api.webhooks.jira import router as jira_webhook_router
 from client.connection import Connection
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(integrations_router)
     app.include_router(providers_router)
     app.include_router(acklinks_router)
+    app.include_router(incident_page_router)
     app.include_router(jira_webhook_router)
     app.include_router(people.users)
     app.include_router(people.groups)

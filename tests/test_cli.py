@@ -113,7 +113,8 @@ async def test_list_show_ack_note_snooze_resolve(
     shown_run = await eventually(shown, timeout=30)
     head, timeline = shown_run.out.split("\nTimeline")
     assert head.splitlines()[:2] == [f"INC-{checkout}  resolved  critical  checkout", "High error rate on checkout"]
-    assert "resolution:   Rolled back the bad deploy" in head and "by user:rita@test" in head
+    # The actor as people read it (the API's resolved_by_name), not the recorded label `user:rita@test`.
+    assert "resolution:   Rolled back the bad deploy" in head and "by rita@test" in head
     kinds = [line.split()[3] for line in timeline.split("\nNotifications")[0].splitlines()[1:]]
     assert {"triggered", "acknowledged", "note", "snoozed", "resolved"} <= set(kinds), kinds
     assert "user:rita@test: rolled back build 42" in timeline

@@ -15,7 +15,6 @@ from vigilctl.http import Api
 from vigilctl.tail import follow
 
 STATUSES = ("triggered", "acknowledged", "resolved", "closed", "ended")
-OPEN = ("triggered", "acknowledged", "resolved")
 SEVERITIES = ("critical", "high", "warning", "info")
 
 
@@ -55,18 +54,17 @@ def cli(ctx: click.Context, url: str, api_key: str | None, timeout: float) -> No
               help="Repeatable; `open` is triggered, acknowledged and resolved.")
 @click.option("--service", help="Only this service.")
 @click.option("--severity", type=click.Choice(SEVERITIES))
+@click.option("--assignee", help="Only incidents this email owns.")
 @click.option("--limit", type=click.IntRange(1, 200), default=50, show_default=True)
 @json_option
 @click.pass_obj
-def incidents(api: Api, statuses: tuple[str, ...], service: str | None, severity: str | None, limit: int,
-              as_json: bool) -> None:
+def incidents(api: Api, statuses: tuple[str, ...], service: str | None, severity: str | None, assignee: str | None,
+              limit: int, as_json: bool) -> None:
     """List incidents, newest first."""
-    wanted = sorted({s for given in statuses for s in (OPEN if given == "open" else (given,))}, key=STATUSES.index)
-    # The list endpoint filters by one status, so several are one request each, merged newest first.
-    pages = [api.get("/api/v1/incidents", status=s, service=service, severity=severity, limit=limit)
-             for s in (wanted or [None])]
-    items = sorted((i for p in pages for i in p["items"]), key=lambda i: i["number"], reverse=True)[:limit]
-    total = sum(p["total"] for p in pages)
+    # The API takes several statuses (and `open`) in one request: `?status=triggered&status=acknowledged`.
+    page = api.get("/api/v1/incidents", status=list(statuses) or None, service=service, severity=severity,
+                   assignee=assignee, limit=limit)
+    items, total = page["items"], page["total"]
     if as_json:
         render.as_json({"items": items, "total": total})
     elif items:

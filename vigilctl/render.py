@@ -49,9 +49,14 @@ def incident(d: dict) -> None:
     click.echo(d["title"])
     facts = [
         ("created", when(d["created_at"])),
-        ("acknowledged",
-         f"{when(d['acknowledged_at'])} by {d['acknowledged_by']}" if d.get("acknowledged_at") else None),
-        ("resolved", f"{when(d['resolved_at'])} by {d['resolved_by']}" if d.get("resolved_at") else None),
+        # *_name: the actor as people read it ("alert source"); an older server sends the label only.
+        ("acknowledged", f"{when(d['acknowledged_at'])} by {d.get('acknowledged_by_name') or d['acknowledged_by']}"
+         if d.get("acknowledged_at") else None),
+        ("assignee", d.get("assignee")),
+        ("snoozed until", when(d["snoozed_until"]) if d.get("snoozed_until") else None),
+        ("re-triggers", when(d["retriggers_at"]) if d.get("retriggers_at") and not d.get("snoozed_until") else None),
+        ("resolved", f"{when(d['resolved_at'])} by {d.get('resolved_by_name') or d['resolved_by']}"
+         if d.get("resolved_at") else None),
         ("resolution", d.get("resolution")),
         ("closed", when(d["closed_at"]) if d.get("closed_at") else None),
         ("reopened", f"{d['reopen_count']} times" if d.get("reopen_count") else None),

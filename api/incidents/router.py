@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
+from temporalio.client import WorkflowQueryFailedError
+from temporalio.service import RPCError
 
 from api.deps import IncidentsDep, Principal, Responder, SessionDep, StateDep, Viewer
-from api.errors import ERROR_RESPONSES
+from api.errors import ERROR_RESPONSES, ApiError
 from api.incidents import service
 from api.incidents.schemas import (
     AcknowledgeRequest,
@@ -20,8 +23,10 @@ from api.incidents.schemas import (
     NotificationList,
     ResolveRequest,
     SnoozeRequest,
+    StatusFilter,
 )
 from api.metrics import counted
+from client.errors import IncidentError, TemporalUnavailable, WorkflowTimeout
 from client.incidents import IncidentClient
 from vigil.contracts import (
     AcknowledgeInput,
@@ -38,7 +43,12 @@ from vigil.contracts import (
     SnoozeInput,
 )
 
+from vigil.ingest.fit import as_utc
+from vigil.logging import get_logger
+from vigil.security import Role
+
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
+log = get_logger(__name__)
 notifications = APIRouter(prefix="/api/v1/notifications", tags=["notifications"])
 NotificationStatus = Literal["sending", "sent", "failed", "cancelled", "lost"]
 Receipt = Literal["delivered", "failed", "ivr_answered", "ivr_no_answer"]
@@ -49,23 +59,43 @@ def list_incidents(
     _user: Viewer,
     session: SessionDep,
     state: StateDep,
-    status: IncidentStatus | None = None,
+    status: Annotated[list[StatusFilter], Query(description="Repeat for several; `open`: triggered, acknowledged or resolved.")] = [],  # noqa: B006 - FastAPI copies it
     severity: Severity | None = None,
     service_: Annotated[str | None, Query(alias="service")] = None,
+    assignee: Annotated[str | None, Query(max_length=320, description="The owner's email.")] = None,
+    opened_after: Annotated[datetime | None, Query(description="Opened at or after (no zone: UTC).")] = None,
+    opened_before: Annotated[datetime | None, Query(description="Opened before (no zone: UTC).")] = None,
     limit: Annotated[int, Query(ge=1, le=service.MAX_LIMIT)] = 50,
     offset: Annotated[Offset, Query()] = 0,
 ) -> IncidentList:
-    """Newest first; filter by status, severity and service."""
+    """Newest first; filter by status (several, or `open`), severity, service, assignee and when it opened."""
+    if opened_after and opened_before and as_utc(opened_after) >= as_utc(opened_before):  # type: ignore[operator]
+        raise ApiError(422, "invalid_range", "opened_after must be before opened_before",
+                       {"opened_after": opened_after.isoformat(), "opened_before": opened_before.isoformat()})
     return service.list_incidents(
         session=session, settings=state.settings, status=status, severity=severity, service=service_,
-        limit=limit, offset=offset,
+        limit=limit, offset=offset, assignee=assignee, opened_after=opened_after, opened_before=opened_before,
     )
 
 
 @router.get("/{ref}", response_model=IncidentDetail, responses={k: ERROR_RESPONSES[k] for k in (401, 403, 404)})
-def get_incident(ref: str, _user: Viewer, session: SessionDep, state: StateDep) -> IncidentDetail:
-    """One incident (`INC-42` or `42`): state, alerts, timeline and notifications, from the projection."""
-    return service.detail(session=session, settings=state.settings, number=service.number_of(ref))
+async def get_incident(ref: str, user: Viewer, state: StateDep, incidents: IncidentsDep) -> IncidentDetail:
+    """One incident (`INC-42` or `42`): state, alerts, timeline and notifications, from the projection; an
+    acknowledged one asks its workflow until when it stays quiet (without an answer, those fields are null)."""
+    number = service.number_of(ref)
+    row_status = await asyncio.to_thread(_status, state, number)
+    live = None
+    if row_status == IncidentStatus.acknowledged.value:
+        try:
+            live = await incidents.state(number)
+        except (IncidentError, TemporalUnavailable, WorkflowTimeout, RPCError, WorkflowQueryFailedError) as err:
+            log.warning("incident read without its live state", incident=ref, error=type(err).__name__)
+    return await asyncio.to_thread(_projected, state, number, live, user.role.allows(Role.responder))
+
+
+def _status(state, number: int) -> str:  # noqa: ANN001
+    with state.sessions() as session:
+        return service.get_row(session=session, number=number).status
 
 
 @router.get(
@@ -162,11 +192,12 @@ def _actor(user: Principal) -> Actor:
 
 
 async def _detail(state, incidents: IncidentClient, number: int) -> IncidentDetail:  # noqa: ANN001
-    """The projected incident with the workflow's live state, which the projection may not have caught up to."""
+    """The projected incident with the workflow's live state, which the projection may not have caught up to
+    (a responder made the change: the acknowledger is shown unmasked)."""
     live = await incidents.state(number)
-    return await asyncio.to_thread(_projected, state, number, live)
+    return await asyncio.to_thread(_projected, state, number, live, True)
 
 
-def _projected(state, number: int, live: IncidentState) -> IncidentDetail:  # noqa: ANN001
+def _projected(state, number: int, live: IncidentState | None, unmask: bool = False) -> IncidentDetail:  # noqa: ANN001
     with state.sessions() as session:
-        return service.detail(session=session, settings=state.settings, number=number, live=live)
+        return service.detail(session=session, settings=state.settings, number=number, live=live, unmask=unmask)

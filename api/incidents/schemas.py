@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, computed_field, model_validator
 
+from api.incidents.people import display_actor
 from vigil.alert_context import context_of
 from vigil.contracts import IncidentStatus, Severity
 from vigil.urls import mask_url
@@ -21,6 +22,14 @@ def _not_blank(value: str) -> str:
 
 
 Text = Annotated[str, Field(min_length=1, max_length=10000), AfterValidator(_not_blank)]
+
+
+# `status` filter values: an incident status, or `open`: not closed (nor ended), as the vigil CLI says it;
+# a resolved incident still reopens on a re-fire and waits for its postmortem.
+OPEN = "open"
+OPEN_STATUSES = tuple(s.value for s in (IncidentStatus.triggered, IncidentStatus.acknowledged, IncidentStatus.resolved))
+StatusFilter = Literal["triggered", "acknowledged", "resolved", "closed", "ended", "open"]
+assert set(get_args(StatusFilter)) == {*(s.value for s in IncidentStatus), OPEN}  # kept in step with the enum
 
 
 class AcknowledgeRequest(BaseModel):
@@ -106,8 +115,13 @@ class TimelineRead(BaseModel):
     seq: int
     at: datetime
     kind: str
-    actor: str
+    actor: str = Field(description="As recorded (`kind:name`, the workflow history's text), e.g. `source:alert source`.")
     message: str
+
+    @computed_field(description="The actor for people: `alert source`, `rita@test`, `Jane Doe (Jira)`.")
+    @property
+    def actor_name(self) -> str:
+        return display_actor(self.actor) or self.actor
 
 
 class NotificationRead(BaseModel):
@@ -164,9 +178,15 @@ class IncidentSummary(BaseModel):
     created_at: datetime
     updated_at: datetime
     acknowledged_at: datetime | None
-    acknowledged_by: str | None
+    acknowledged_by: str | None = Field(description="As recorded (`user:rita@test`); an address is masked.")
+    acknowledged_by_name: str | None = Field(
+        default=None, description="Who acknowledged, for people; in one incident's view, responders and admins see "
+        "the address that acknowledged from an email link, SMS reply or IVR keypress in full.",
+    )
     resolved_at: datetime | None
-    resolved_by: str | None
+    resolved_by: str | None = Field(description="As recorded (`source:alert source`).")
+    resolved_by_name: str | None = Field(default=None, description="Who resolved, for people (`alert source`).")
+    assignee: str | None = Field(default=None, description="Who owns the incident (`POST …/assign`).")
     resolution: str | None
     closed_at: datetime | None
     reopen_count: int
@@ -195,6 +215,11 @@ class ChangeRead(BaseModel):
 
 
 class IncidentDetail(IncidentSummary):
+    retriggers_at: datetime | None = Field(
+        default=None, description="Acknowledged: when it re-triggers (the policy's ack timeout or a snooze's end) "
+        "unless resolved; from the workflow's state (null if Temporal does not answer).",
+    )
+    snoozed_until: datetime | None = Field(default=None, description="Set while a snooze holds it quiet.")
     alerts: list[AlertRead]
     timeline: list[TimelineRead] = Field(description="The incident's events by seq; changes of its service made "
                                          "while it was open are merged in by time (kind `change`, seq 0).")

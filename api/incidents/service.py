@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -18,7 +21,10 @@ from api.incidents.schemas import (
     NotificationRead,
     TimelineRead,
 )
+from api.incidents import people
+from api.incidents.schemas import OPEN, OPEN_STATUSES
 from vigil.contracts import IncidentState, IncidentStatus, Severity, parse_incident_number
+from vigil.ingest.fit import as_utc
 from vigil.models import AlertRow, Incident, JiraIssue, JiraSyncEntry, NotificationAttempt, TimelineEvent
 from vigil.settings import Settings
 from vigil.contracts import incident_ref, workflow_id
@@ -38,8 +44,10 @@ def temporal_url(settings: Settings, number: int) -> str:
     return f"{t.ui_url}/namespaces/{t.namespace}/workflows/{workflow_id(number)}"
 
 
-def summary(settings: Settings, row: Incident) -> IncidentSummary:
+def summary(settings: Settings, row: Incident, assignee: str | None = None) -> IncidentSummary:
     return IncidentSummary(
+        assignee=assignee, acknowledged_by_name=people.display_actor(row.acknowledged_by),
+        resolved_by_name=people.display_actor(row.resolved_by),
         id=row.ref, number=row.number, status=IncidentStatus(row.status), severity=Severity(row.severity),
         service=row.service, title=row.title, group_key=row.group_key, created_at=row.created_at,
         updated_at=row.updated_at, acknowledged_at=row.acknowledged_at, acknowledged_by=row.acknowledged_by,
@@ -51,19 +59,35 @@ def summary(settings: Settings, row: Incident) -> IncidentSummary:
 
 
 def list_incidents(
-    *, session: Session, settings: Settings, status: IncidentStatus | None, severity: Severity | None,
-    service: str | None, limit: int, offset: int,
+    *, session: Session, settings: Settings, status: Sequence[str] = (), severity: Severity | None,
+    service: str | None, limit: int, offset: int, assignee: str | None = None,
+    opened_after: datetime | None = None, opened_before: datetime | None = None,
 ) -> IncidentList:
+    """Newest first; several statuses match any of them (`open`: triggered, acknowledged or resolved)."""
     query = select(Incident)
-    if status is not None:
-        query = query.where(Incident.status == status.value)
+    if statuses := statuses_of(status):
+        query = query.where(Incident.status.in_(statuses))
+    if assignee is not None:
+        query = query.where(people.assigned_to(assignee))
+    if opened_after is not None:
+        query = query.where(Incident.created_at >= as_utc(opened_after))
+    if opened_before is not None:
+        query = query.where(Incident.created_at < as_utc(opened_before))
     if severity is not None:
         query = query.where(Incident.severity == severity.value)
     if service is not None:
         query = query.where(Incident.service == service)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(Incident.number.desc()).limit(limit).offset(offset))
-    return IncidentList(items=[summary(settings, r) for r in rows], total=total, limit=limit, offset=offset)
+    rows = list(session.scalars(query.order_by(Incident.number.desc()).limit(limit).offset(offset)))
+    owners = people.assignees(session, [r.number for r in rows])
+    return IncidentList(
+        items=[summary(settings, r, owners.get(r.number)) for r in rows], total=total, limit=limit, offset=offset
+    )
+
+
+def statuses_of(given: Sequence[str]) -> list[str]:
+    """The statuses asked for, `open` expanded; empty: any."""
+    return sorted({s for g in given for s in (OPEN_STATUSES if g == OPEN else (g,))})
 
 
 def get_row(*, session: Session, number: int) -> Incident:
@@ -73,8 +97,11 @@ def get_row(*, session: Session, number: int) -> Incident:
     return row
 
 
-def detail(*, session: Session, settings: Settings, number: int, live: IncidentState | None = None) -> IncidentDetail:
-    """The projected incident; `live` (from the workflow query) overrides the fields it knows first-hand."""
+def detail(
+    *, session: Session, settings: Settings, number: int, live: IncidentState | None = None, unmask: bool = False,
+) -> IncidentDetail:
+    """The projected incident; `live` (from the workflow query) overrides the fields it knows first-hand.
+    `unmask`: the acknowledger's address in full, for roles that may see contacts."""
     row = get_row(session=session, number=number)
     alerts = session.scalars(select(AlertRow).where(AlertRow.incident_number == number).order_by(AlertRow.id))
     timeline = session.scalars(
@@ -83,15 +110,19 @@ def detail(*, session: Session, settings: Settings, number: int, live: IncidentS
     notes = session.scalars(
         select(NotificationAttempt).where(NotificationAttempt.incident_number == number).order_by(NotificationAttempt.id)
     )
-    base = summary(settings, row).model_dump()
+    base = summary(settings, row, people.assignees(session, [number]).get(number)).model_dump()
     if live is not None:
         base.update(
             status=live.status, severity=live.severity, acknowledged_at=live.acknowledged_at,
             acknowledged_by=live.acknowledged_by, resolved_at=live.resolved_at, resolved_by=live.resolved_by,
             resolution=live.resolution, closed_at=live.closed_at, reopen_count=live.reopen_count,
+            assignee=live.assignee, resolved_by_name=people.display_actor(live.resolved_by),
         )
+    shown = people.unmasked_acknowledger if unmask else (lambda _s, _n, label: people.display_actor(label))
+    retriggers_at, snoozed_until = people.quiet_until(live)
     return IncidentDetail(
-        **base,
+        **{**base, "acknowledged_by_name": shown(session, number, base["acknowledged_by"])},
+        retriggers_at=retriggers_at, snoozed_until=snoozed_until,
         alerts=[AlertRead.of(a) for a in alerts],
         timeline=changes.merged_timeline(
             session=session, number=number, timeline=[TimelineRead.model_validate(t) for t in timeline]
