@@ -156,8 +156,8 @@ async def test_schedule_oncall_over_a_dst_handoff_and_with_an_override(
     assert before["next_handoff"].startswith("2026-03-09T13:00:00")
     at_handoff = await oncall("2026-03-09T09:00:00-04:00", keys.auth(keys.viewer))
     assert (at_handoff["user"], at_handoff["source"]) == ({"id": bob["id"], "name": "Bob", "timezone": "UTC"}, "rotation")
-    assert await oncall("2026-03-02T13:59:00Z") == {"user": None, "source": None, "at": "2026-03-02T13:59:00Z",
-                                                    "next_handoff": "2026-03-02T14:00:00Z"}
+    assert await oncall("2026-03-02T13:59:00Z") == {"user": None, "source": None, "layer": None,
+                                                    "at": "2026-03-02T13:59:00Z", "next_handoff": "2026-03-02T14:00:00Z"}
 
     overrides = f"{path}/overrides"
     err = await admin.refused("POST", overrides, {"user_id": carol["id"], "starts_at": "2026-03-09T10:00:00",

@@ -828,3 +828,51 @@ class HeartbeatAlertInput(BaseModel):
 
 class HeartbeatAlertResult(BaseModel):
     incidents: list[int] = Field(default_factory=list)
+
+
+# --- handoff notices: one ScheduleHandoffWorkflow per schedule, asleep until the next handoff --------------
+
+HANDOFF_WORKFLOW = "ScheduleHandoffWorkflow"
+HANDOFF_RESCHEDULE = "reschedule"  # signal: the schedule changed, look again
+
+
+def handoff_workflow_id(schedule_id: int) -> str:
+    """The schedule's handoff timer: one workflow per schedule."""
+    return f"vigil-handoff-{schedule_id}"
+
+
+class HandoffInput(BaseModel):
+    """The workflow's start input, and what a continue-as-new carries over (the rest is read from the DB)."""
+
+    schedule_id: int
+    # A missed signal (Temporal down during an edit) is caught up by this periodic look at the schedule.
+    recheck_seconds: int = Field(default=86400, ge=60)
+    wakes_per_run: int = Field(default=100, ge=1)
+
+
+class HandoffReschedule(BaseModel):
+    """The schedule, its layers or its overrides changed (the signal's input)."""
+
+
+class HandoffPlanInput(BaseModel):
+    schedule_id: int
+    after: datetime
+    horizon_seconds: int
+
+
+class HandoffPlan(BaseModel):
+    exists: bool = True  # False: the schedule was deleted, the workflow ends
+    at: datetime | None = None  # the next handoff to someone within the horizon
+    user_id: int | None = None  # who takes over then
+
+
+class HandoffNotice(BaseModel):
+    schedule_id: int
+    at: datetime  # the handoff: idempotency per (schedule, at)
+
+
+class HandoffNoticeResult(BaseModel):
+    sent: bool
+    user_id: int | None = None
+    message_id: str | None = None
+    skipped: str | None = None  # why nothing went out (the schedule changed, no email address)

@@ -313,17 +313,36 @@ class ContactGroupMember(Base):
 
 
 class Schedule(Base):
-    """A weekly rotation (vigil.oncall.Rotation): one participant a week, handing off at local wall time."""
+    """Layers of rotations in one time zone (vigil.oncall.Layer), overrides on top; the last layer wins."""
 
     __tablename__ = "schedules"
 
     id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     timezone: Mapped[str] = mapped_column(String(64))
-    handoff_weekday: Mapped[int]  # 0 = Monday
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    layers: Mapped[list[ScheduleLayer]] = relationship(
+        order_by="ScheduleLayer.position", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class ScheduleLayer(Base):
+    """One rotation of a schedule (weekly, daily or hourly), optionally restricted to days and hours."""
+
+    __tablename__ = "schedule_layers"
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    schedule_id: Mapped[int] = mapped_column(ForeignKey("schedules.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int]  # 0 = the base layer; a higher one wins where it has someone
+    name: Mapped[str] = mapped_column(String(200), default="")
+    kind: Mapped[str] = mapped_column(String(16), default="weekly")  # vigil.oncall.RotationKind
+    every: Mapped[int] = mapped_column(default=1)
+    handoff_weekday: Mapped[int] = mapped_column(default=0)  # 0 = Monday; weekly only
     handoff_time: Mapped[str] = mapped_column(String(5))  # HH:MM, local
     rotation_start: Mapped[date] = mapped_column(Date)
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    restrict_weekdays: Mapped[list[int] | None] = mapped_column(JSON)  # None: no restriction
+    restrict_start: Mapped[str | None] = mapped_column(String(5))  # HH:MM, local; None: the whole day
+    restrict_end: Mapped[str | None] = mapped_column(String(5))
     participants: Mapped[list[ScheduleParticipant]] = relationship(
         order_by="ScheduleParticipant.position", cascade="all, delete-orphan", lazy="selectin"
     )
@@ -337,9 +356,31 @@ class ScheduleParticipant(Base):
     __tablename__ = "schedule_participants"
 
     id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    # Kept beside layer_id: "which schedules hold this user" stays one join.
     schedule_id: Mapped[int] = mapped_column(ForeignKey("schedules.id", ondelete="CASCADE"), index=True)
+    layer_id: Mapped[int] = mapped_column(ForeignKey("schedule_layers.id", ondelete="CASCADE"), index=True)
     position: Mapped[int]
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+
+
+class CalendarFeed(Base):
+    """A secret iCal URL: a schedule's shifts, or one user's across schedules. Stored as a hash, like API keys."""
+
+    __tablename__ = "calendar_feeds"
+    __table_args__ = (
+        CheckConstraint("(schedule_id IS NULL) <> (user_id IS NULL)", name="one_subject"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    schedule_id: Mapped[int | None] = mapped_column(ForeignKey("schedules.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # Who made it: they (or an admin) may list, rotate and revoke it.
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class ScheduleOverride(Base):

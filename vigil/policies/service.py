@@ -24,7 +24,7 @@ from vigil.models import (
     User,
     Webhook,
 )
-from vigil.oncall import OnCall, Override, Rotation, oncall, parse_handoff_time
+from vigil.schedules import oncall_of
 
 TARGET_MODELS: dict[TargetKind, type[User] | type[ContactGroup] | type[Schedule] | type[Webhook]] = {
     TargetKind.user: User,
@@ -32,28 +32,6 @@ TARGET_MODELS: dict[TargetKind, type[User] | type[ContactGroup] | type[Schedule]
     TargetKind.schedule: Schedule,
     TargetKind.webhook: Webhook,
 }
-
-
-# --- on call ------------------------------------------------------------------------------------
-
-
-def rotation_of(schedule: Schedule) -> Rotation:
-    return Rotation(
-        timezone=schedule.timezone, handoff_weekday=schedule.handoff_weekday,
-        handoff_time=parse_handoff_time(schedule.handoff_time), start=schedule.rotation_start,
-        participants=tuple(schedule.participant_ids),
-    )
-
-
-def oncall_of(*, session: Session, schedule: Schedule, at: datetime) -> OnCall | None:
-    """Who is on call for `schedule` at `at` (an override covering `at`, else the rotation)."""
-    rows = session.scalars(
-        select(ScheduleOverride).where(
-            ScheduleOverride.schedule_id == schedule.id, ScheduleOverride.starts_at <= at, ScheduleOverride.ends_at > at
-        )
-    )
-    overrides = [Override(r.user_id, r.starts_at, r.ends_at, r.created_at, r.id) for r in rows]
-    return oncall(rotation_of(schedule), overrides, at)
 
 
 # --- freezing -----------------------------------------------------------------------------------
