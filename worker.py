@@ -18,6 +18,7 @@ from temporalio.worker import Worker
 
 from activities.channels import EmailSender
 from activities.evidence import EvidenceActivities
+from activities.handoff import HandoffActivities
 from activities.heartbeat import HeartbeatActivities
 from activities.jira import JiraActivities
 from activities.lifecycle import LifecycleActivities
@@ -38,9 +39,11 @@ from vigil.logging import configure_logging, get_logger
 from vigil.settings import Settings, get_settings
 from client.connection import connect
 from client.dedup_keys import DedupKeys
+from client.handoffs import ensure_handoffs
 from client.incidents import IncidentClient
 from client.outbox import AlertOutbox
 from client.reconciler import ensure_reconciler
+from workflows.handoff import ScheduleHandoffWorkflow
 from workflows.heartbeat import HeartbeatMonitorWorkflow
 from workflows.incident import IncidentWorkflow
 from workflows.jira_sync import JiraSyncWorkflow
@@ -49,7 +52,10 @@ from workflows.reconcile import OutboxReconcileWorkflow, ReconcilerWorkflow
 log = get_logger("vigil.worker")
 # Every workflow this build runs: the worker registers them, and the replay gate (`vigil-deploy check`) replays
 # the live histories of their types against them.
-WORKFLOWS = [IncidentWorkflow, OutboxReconcileWorkflow, ReconcilerWorkflow, JiraSyncWorkflow, HeartbeatMonitorWorkflow]
+WORKFLOWS = [
+    IncidentWorkflow, OutboxReconcileWorkflow, ReconcilerWorkflow, JiraSyncWorkflow, HeartbeatMonitorWorkflow,
+    ScheduleHandoffWorkflow,
+]
 
 
 def build_worker(
@@ -69,6 +75,7 @@ def build_worker(
     delivery = AlertOutbox(sessions, settings, IncidentClient(sessions, settings, _constant(client)))
     reconcile = ReconcileActivities(delivery)
     heartbeat = HeartbeatActivities(sessions, delivery, DedupKeys(sessions, delivery.incidents))
+    handoff = HandoffActivities(sessions, EmailSender(settings.smtp), settings.core.public_url)
     lifecycle = LifecycleActivities(sessions, _constant(client), delivery)
     reconciler = ReconcilerActivities(reconcile, lifecycle)
     notify = build_notify(settings, sessions, sms=sms, ivr=ivr)
@@ -100,6 +107,8 @@ def build_worker(
             evidence.gather_evidence,
             heartbeat.open_heartbeat_alert,
             heartbeat.resolve_heartbeat_alert,
+            handoff.plan_handoff,
+            handoff.notify_handoff,
         ],
         activity_executor=executor,
         max_concurrent_activities=settings.worker.max_concurrent_activities,
@@ -160,6 +169,7 @@ async def main() -> None:
     with ThreadPoolExecutor(max_workers=settings.worker.max_concurrent_activities) as executor:
         worker = build_worker(client, settings, session_factory(engine), executor)
         await ensure_reconciler(client, settings)
+        await ensure_handoffs(client, settings, session_factory(engine))  # schedules from before handoff timers
         log.info("worker started", task_queue=settings.temporal.task_queue, temporal=settings.temporal.address,
                  jira=_jira_state(settings))
         async with worker:
