@@ -79,11 +79,12 @@ def build_worker(
     lifecycle = LifecycleActivities(sessions, _constant(client), delivery)
     reconciler = ReconcilerActivities(reconcile, lifecycle)
     notify = build_notify(settings, sessions, sms=sms, ivr=ivr)
-    jira = JiraActivities(sessions, settings.jira)
+    artifacts = build_artifact_store(settings.rca, settings.core)  # once per process: charts, attachments
+    jira = JiraActivities(sessions, settings.jira, store=artifacts)  # the postmortem PDF's charts
     postmortem = PostmortemActivities(
         sessions, settings.rca, settings.escalation, EmailSender(settings.smtp), settings.core.public_url
     )
-    evidence = EvidenceActivities(sessions, settings.rca, build_artifact_store(settings.rca, settings.core))
+    evidence = EvidenceActivities(sessions, settings.rca, artifacts)
     return Worker(
         client,
         task_queue=settings.temporal.task_queue,

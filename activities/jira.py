@@ -1,8 +1,11 @@
 """Jira side effects through the real `jira` client: create the incident's issue (idempotently), transition it,
-comment on it. Every call is logged in jira_sync_log. Runs in the worker's thread pool."""
+comment on it, attach its completed postmortem and create its action items (both once). Every call is logged in
+jira_sync_log. Runs in the worker's thread pool."""
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import threading
 import time
 from collections.abc import Callable
@@ -20,13 +23,20 @@ from vigil.alert_context import AlertContext, load_contexts
 from vigil.contracts import JiraCallInput, JiraCallResult, JiraIssueFields, JiraOpKind
 from vigil.jira_client import make_client
 from vigil.logging import get_logger
-from vigil.models import Incident, JiraIssue, JiraSyncEntry, utcnow
+from vigil.models import Incident, JiraIssue, JiraSyncEntry, Postmortem, PostmortemSection, utcnow
+from vigil.rca.artifacts import Artifact, ArtifactNotFound, ArtifactStore
+from vigil.rca.document import ActionItem, action_items
+from vigil.rca.postmortems import document_view
+from vigil.rca.render import to_pdf
 from vigil.settings import JiraSettings
 from vigil.contracts import incident_ref
 
 log = get_logger(__name__)
 REJECTED = "JiraRejected"  # a 400/403/404: retrying cannot help; recorded and skipped
-PERMANENT_STATUSES = {400, 403, 404, 410}  # 410: an API Jira removed (a client/Jira mismatch), not an outage
+# 410: an API Jira removed (a client/Jira mismatch), not an outage; 413: an attachment over Jira's size limit.
+PERMANENT_STATUSES = {400, 403, 404, 410, 413}
+# Action items relate to the incident's issue through Jira's default link type ("relates to" both ways).
+ACTION_LINK_TYPE = "Relates"
 # Jira's description holds 32,767 characters; the alerts and their context get this much of it.
 JIRA_ALERTS_CHARS = 30_000
 
@@ -35,13 +45,36 @@ def label(number: int) -> str:
     return f"vigil-{incident_ref(number)}"
 
 
+def action_label(number: int, item_key: str | None = None) -> str:
+    """Every action item of the incident carries `vigil-INC-<n>-action`, and its own row's key after it."""
+    return f"{label(number)}-action" + (f"-{item_key}" if item_key else "")
+
+
+def postmortem_filename(number: int) -> str:
+    return f"{incident_ref(number)}-postmortem.pdf"
+
+
+class _NoArtifacts:
+    """For a worker built without an artifact store: the PDF goes without its charts."""
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        raise ArtifactNotFound(key)
+
+    def get(self, key: str) -> Artifact:
+        raise ArtifactNotFound(key)
+
+    def delete(self, key: str) -> None:
+        return None
+
+
 class JiraActivities:
     def __init__(
         self, sessions: sessionmaker[Session], settings: JiraSettings,
-        client_factory: Callable[[JiraSettings], JIRA] = make_client,
+        client_factory: Callable[[JiraSettings], JIRA] = make_client, *, store: ArtifactStore | None = None,
     ) -> None:
         self.sessions = sessions
         self.settings = settings
+        self.store: ArtifactStore = store or _NoArtifacts()  # the postmortem PDF's charts
         self._factory = client_factory
         self._local = threading.local()  # requests sessions are not shared between threads
 
@@ -95,6 +128,10 @@ class JiraActivities:
             return JiraCallResult(key=inp.key, detail=name), None
         if inp.op.kind == JiraOpKind.assign:
             return self._assign(client, inp.key, inp.op.body), None
+        if inp.op.kind == JiraOpKind.attach_postmortem:
+            return self._attach_postmortem(client, inp.key, inp.issue.number)
+        if inp.op.kind == JiraOpKind.action_items:
+            return self._action_items(client, inp.key, inp), None
         return JiraCallResult(key=inp.key, outcome="skipped", detail=f"nothing to do for {inp.op.kind.value}"), None
 
     def _assign(self, client: JIRA, key: str, email: str | None) -> JiraCallResult:
@@ -102,12 +139,100 @@ class JiraActivities:
         if email is None:
             client.assign_issue(key, None)
             return JiraCallResult(key=key, detail="unassigned")
-        # Cloud searches users with `query`, Data Center with `user`.
-        found = client.search_users(query=email) if client._is_cloud else client.search_users(user=email)  # noqa: SLF001
-        if not any(getattr(u, "emailAddress", None) == email for u in found) and len(found) != 1:
+        if _jira_user(client, email) is None:
             return JiraCallResult(key=key, outcome="skipped", detail=f"no single Jira user with email {email}")
         client.assign_issue(key, email)
         return JiraCallResult(key=key, detail=email)
+
+    def _attach_postmortem(self, client: JIRA, key: str, number: int) -> tuple[JiraCallResult, str | None]:
+        """The postmortem's PDF, rendered from the database, attached unless a file of its name is there already
+        (an attempt whose answer was lost, or a second completion)."""
+        filename = postmortem_filename(number)
+        attached = client.issue(key, fields="attachment").fields.attachment or []
+        known = next((a for a in attached if a.filename == filename), None)
+        if known is not None:
+            return JiraCallResult(key=key, outcome="skipped", detail=f"{filename} is already attached"), str(known.id)
+        with self.sessions() as session:
+            if session.get(Postmortem, number) is None:
+                return JiraCallResult(key=key, outcome="skipped", detail="the incident has no postmortem"), None
+            view = document_view(session, number=number, store=self.store)
+        # The workflow accepted the completion; the API marks the row complete only after it, so it may lag.
+        pdf = to_pdf(dataclasses.replace(view, status="complete"))
+        attachment = client.add_attachment(key, io.BytesIO(pdf), filename=filename)
+        return JiraCallResult(key=key, detail=filename), str(attachment.id)
+
+    def _action_items(self, client: JIRA, key: str, inp: JiraCallInput) -> JiraCallResult:
+        """Each row of the action-items table as an issue that relates to the incident's, created once per row:
+        a row's issue carries the label `vigil-INC-<n>-action-<row key>`, and a retry (or a second completion)
+        finds it by that label, or among the incident issue's links, before creating anything."""
+        number = inp.issue.number
+        with self.sessions() as session:
+            body = session.scalar(select(PostmortemSection.body).where(
+                PostmortemSection.incident_number == number, PostmortemSection.key == "action_items"))
+        items = action_items(body or "")
+        if not items:
+            return JiraCallResult(key=key, outcome="skipped", detail="no action items")
+        links = client.issue(key, fields="issuelinks").fields.issuelinks or []
+        linked = {other.key for link in links if link.type.name == ACTION_LINK_TYPE
+                  for other in (getattr(link, "outwardIssue", None), getattr(link, "inwardIssue", None)) if other}
+        found = self._action_issues(client, number, linked)
+        created = 0
+        for item in items:
+            item_key = found.get(item.key)
+            if item_key is None:
+                item_key = self._create_action(client, inp, item)
+                found[item.key] = item_key
+                created += 1
+            if item_key not in linked:
+                client.create_issue_link(ACTION_LINK_TYPE, key, item_key)
+                linked.add(item_key)
+        keys = ", ".join(found[i.key] for i in items)
+        return JiraCallResult(key=key, detail=f"{len(items)} action item(s), {created} created: {keys}")
+
+    def _action_issues(self, client: JIRA, number: int, linked: set[str]) -> dict[str, str]:
+        """Row key -> issue key of the action items that exist. Jira's search index lags a create by a few
+        seconds; the incident issue's links are read directly, so an item created and linked just before a
+        crash is found even while search misses it."""
+        prefix = action_label(number) + "-"
+        found: dict[str, str] = {}
+        issues = list(client.search_issues(f'labels = "{action_label(number)}"', maxResults=False, fields="labels"))
+        unseen = linked - {i.key for i in issues}
+        issues += [client.issue(k, fields="labels") for k in sorted(unseen)]
+        for issue in issues:
+            for name in issue.fields.labels or []:
+                if name.startswith(prefix):
+                    found.setdefault(name.removeprefix(prefix), issue.key)
+        return found
+
+    def _create_action(self, client: JIRA, inp: JiraCallInput, item: ActionItem) -> str:
+        """The item's issue: summary, owner as assignee when Jira knows the email, due date. A project whose
+        screens refuse the assignee or the due date still gets the issue, with both in its description."""
+        number = inp.issue.number
+        fields: dict = {
+            "project": {"key": inp.project_key},
+            "issuetype": {"name": self.settings.issue_type},
+            "summary": f"{incident_ref(number)}: {item.action}"[:250],
+            "description": (
+                f"Action item of the postmortem of *{incident_ref(number)}* ({inp.key}).\n\n"
+                f"* Owner: {_wiki(item.owner) or '—'}\n* Due: {_wiki(item.due_text) or '—'}\n"
+                f"* Postmortem: {inp.issue.incident_url}/postmortem\n"
+            ),
+            "labels": [action_label(number), action_label(number, item.key)],
+        }
+        extra: dict = {}
+        user = _jira_user(client, item.owner) if "@" in item.owner else None
+        if user is not None:
+            extra["assignee"] = {"accountId": user.accountId} if client._is_cloud else {"name": user.name}  # noqa: SLF001
+        if item.due is not None:
+            extra["duedate"] = item.due.isoformat()
+        try:
+            return client.create_issue(fields=fields | extra, prefetch=False).key
+        except JIRAError as err:
+            if err.status_code != 400 or not extra:
+                raise
+            log.warning("action item refused with assignee/due date; created without them",
+                        incident=incident_ref(number), error=_describe(err))
+            return client.create_issue(fields=fields, prefetch=False).key
 
     def _create(self, inp: JiraCallInput) -> str:
         """The incident's issue: the stored mapping, else one found by its label (created by an attempt that
@@ -185,6 +310,15 @@ class JiraActivities:
                 ))
         except SQLAlchemyError as err:
             log.error("jira sync log unavailable", incident=incident_ref(inp.issue.number), error=str(err))
+
+
+def _jira_user(client: JIRA, email: str):  # noqa: ANN202 - the client's User resource
+    """The one Jira account with this email (Cloud searches users with `query`, Data Center with `user`)."""
+    found = client.search_users(query=email) if client._is_cloud else client.search_users(user=email)  # noqa: SLF001
+    exact = [u for u in found if getattr(u, "emailAddress", None) == email]
+    if exact:
+        return exact[0]
+    return found[0] if len(found) == 1 else None
 
 
 def _wiki(text: str) -> str:

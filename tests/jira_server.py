@@ -10,6 +10,11 @@
     payload = jira.human_transition("OPS-1", "Done") # a person did it in Jira: the webhook body Jira sends
     await post_webhook(vigil_url, payload, secret, client=api)   # signed `X-Hub-Signature: sha256=<hex>`
 
+Attachments (multipart POST `issue/{key}/attachments`, only with `X-Atlassian-Token: no-check`, listed in
+`fields.attachment`; `jira.attachments(key)` has their bytes), issue links (POST `issueLink` with Jira's default
+link types from GET `issueLinkType`; shown in both issues' `fields.issuelinks`; the same link twice is stored
+once, as Jira does; `jira.links`) and `duedate` (`YYYY-MM-DD`) follow REST v2 on Cloud and Data Center alike.
+
 JQL: clauses joined by AND, each `=` or `!=` on `labels`, `project`, `key`/`issuekey`, `status` or
 `issue.property[<key>].<path>`, values bare or quoted, then optionally `ORDER BY created|key [ASC|DESC]`.
 Anything else is a 400, and so is an unknown project, as in Jira. Property clauses match only after
@@ -39,10 +44,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import email.parser
+import email.policy
 import hashlib
 import hmac
 import itertools
 import json
+import mimetypes
 import re
 import sys
 import threading
@@ -82,11 +90,17 @@ CATEGORIES = {
 }
 PRIORITIES = ("Highest", "High", "Medium", "Low", "Lowest")
 ISSUE_TYPES = ("Incident", "Task", "Bug")
-EDITABLE = {"summary", "description", "priority", "labels", "assignee"}
+EDITABLE = {"summary", "description", "priority", "labels", "assignee", "duedate"}
 CREATABLE = EDITABLE | {"project", "issuetype", "reporter"}
 NOT_AUTHENTICATED = "You are not authenticated. Authentication required to perform this operation."
 NO_ISSUE = "Issue does not exist or you do not have permission to see it."
 MAX_PROPERTY_BYTES = 32768
+# Jira's default issue link types: name -> (inward, outward) description.
+LINK_TYPES = {
+    "Blocks": ("is blocked by", "blocks"), "Cloners": ("is cloned by", "clones"),
+    "Duplicate": ("is duplicated by", "duplicates"), "Relates": ("relates to", "relates to"),
+}
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _Answer = tuple[int, dict[str, str], bytes]  # status (0: drop the connection), headers, body
 
 
@@ -129,7 +143,9 @@ class _Issue:
     created_at: float  # time.monotonic(), for index_delay
     updated: str = ""
     resolution: str | None = None
+    duedate: str | None = None
     comments: list[dict[str, Any]] = field(default_factory=list)
+    attachments: list[dict[str, Any]] = field(default_factory=list)  # with the bytes under "data"
     properties: dict[str, Any] = field(default_factory=dict)
     transitions: list[dict[str, Any]] = field(default_factory=list)
 
@@ -226,6 +242,14 @@ def parse_jql(jql: str) -> tuple[list[tuple[str, str, str]], bool]:
     return clauses, newest_first
 
 
+def _valid_date(text: str) -> bool:
+    try:
+        datetime.strptime(text, "%Y-%m-%d")  # noqa: DTZ007 - a calendar date, no time
+    except ValueError:
+        return False
+    return True
+
+
 def _same(stored: Any, literal: str) -> bool:
     if isinstance(stored, bool):
         return str(stored).lower() == literal.lower()
@@ -284,6 +308,9 @@ class JiraServer:
         self._counters: dict[str, itertools.count[int]] = {}
         self._ids = itertools.count(10000)
         self._comment_ids = itertools.count(10100)
+        self._attachment_ids = itertools.count(10300)
+        self._link_ids = itertools.count(10400)
+        self._links: list[dict[str, str]] = []  # {id, type, inward, outward} (issue keys)
         self._changelog_ids = itertools.count(10200)
         self._requests: list[JiraRequest] = []
         self._webhooks: list[dict[str, Any]] = []
@@ -445,6 +472,17 @@ class JiraServer:
         with self._lock:
             return list(self._issues[key].transitions)
 
+    def attachments(self, key: str) -> list[dict[str, Any]]:
+        """`{id, filename, size, mimeType, author, data}` per attachment, oldest first."""
+        with self._lock:
+            return [dict(a) for a in self._issues[key].attachments]
+
+    @property
+    def links(self) -> list[dict[str, str]]:
+        """`{id, type, inward, outward}` per issue link (issue keys)."""
+        with self._lock:
+            return [dict(link) for link in self._links]
+
     def properties(self, key: str) -> dict[str, Any]:
         with self._lock:
             return dict(self._issues[key].properties)
@@ -489,6 +527,9 @@ class JiraServer:
             raise ApiError(400, errors={"priority": "The priority selected is invalid."})
         for label in fields.get("labels") or []:
             self._check_label(label)
+        due = fields.get("duedate")
+        if due is not None and not (isinstance(due, str) and _DATE.fullmatch(due) and _valid_date(due)):
+            raise ApiError(400, errors={"duedate": f"Error parsing date string: {due}"})
 
     def _priority_name(self, ref: Any) -> str | None:
         ref = ref if isinstance(ref, dict) else {}
@@ -527,7 +568,7 @@ class JiraServer:
             id=str(next(self._ids)), key=f"{key}-{number}", project=key, issuetype=kind_name,
             summary=fields["summary"], description=fields.get("description"),
             priority=self._priority_name(fields["priority"]) if "priority" in fields else "Medium",
-            labels=list(fields.get("labels") or []),
+            labels=list(fields.get("labels") or []), duedate=fields.get("duedate"),
             assignee=self._user_for(fields.get("assignee"), "assignee"), reporter=user.account_id,
             status=next(iter(self.workflow)), created=stamp, updated=stamp, created_at=time.monotonic(),
         )
@@ -557,7 +598,7 @@ class JiraServer:
         if labels != issue.labels:
             items.append(self._item("labels", None, " ".join(issue.labels), None, " ".join(labels)))
             issue.labels = labels
-        for name in ("summary", "description"):
+        for name in ("summary", "description", "duedate"):
             if name in fields and fields[name] != getattr(issue, name):
                 items.append(self._item(name, None, getattr(issue, name), None, fields[name]))
                 setattr(issue, name, fields[name])
@@ -740,6 +781,9 @@ class JiraServer:
                 "self": f"{self._api}/resolution/10000", "id": "10000", "name": issue.resolution},
             "comment": {"comments": comments, "maxResults": len(comments), "total": len(comments),
                         "startAt": 0},
+            "duedate": issue.duedate,
+            "attachment": [self._attachment_json(a) for a in issue.attachments],
+            "issuelinks": self._issue_links_json(issue),
         }
         if only is not None and not {"*all", "*navigable"} & set(only):
             fields = {k: v for k, v in fields.items() if k in only}
@@ -749,6 +793,35 @@ class JiraServer:
         if properties:
             rendered["properties"] = {k: issue.properties[k] for k in properties if k in issue.properties}
         return rendered
+
+    def _attachment_json(self, attachment: dict[str, Any]) -> dict[str, Any]:
+        aid, name = attachment["id"], attachment["filename"]
+        return {"self": f"{self._api}/attachment/{aid}", "id": aid, "filename": name,
+                "author": self._user_json(attachment["author"]), "created": attachment["created"],
+                "size": attachment["size"], "mimeType": attachment["mimeType"],
+                "content": f"{self.base_url}/secure/attachment/{aid}/{name}"}
+
+    def _link_type_json(self, name: str) -> dict[str, Any]:
+        tid = str(10000 + list(LINK_TYPES).index(name))
+        inward, outward = LINK_TYPES[name]
+        return {"id": tid, "name": name, "inward": inward, "outward": outward,
+                "self": f"{self._api}/issueLinkType/{tid}"}
+
+    def _issue_links_json(self, issue: _Issue) -> list[dict[str, Any]]:
+        """Each link as the issue shows it: the other issue under `outwardIssue` or `inwardIssue`."""
+        out = []
+        for link in self._links:
+            if issue.key not in (link["inward"], link["outward"]):
+                continue
+            side, other = ("outwardIssue", link["outward"]) if link["inward"] == issue.key else \
+                ("inwardIssue", link["inward"])
+            linked = self._issues[other]
+            brief = {"id": linked.id, "key": linked.key, "self": f"{self._api}/issue/{linked.id}", "fields": {
+                "summary": linked.summary, "status": self._status_json(linked.status),
+                "priority": self._priority_json(linked.priority), "issuetype": self._type_json(linked.issuetype)}}
+            out.append({"id": link["id"], "self": f"{self._api}/issueLink/{link['id']}",
+                        "type": self._link_type_json(link["type"]), side: brief})
+        return out
 
     def _item(self, name: str, old: str | None, old_text: str | None, new: str | None, new_text: str | None
               ) -> dict[str, Any]:
@@ -797,7 +870,9 @@ class JiraServer:
             scripted = ApiError(failure.status, HTTPStatus(failure.status).phrase)
             return self._json(failure.status, scripted.body, extra)
         try:
-            if raw and method in ("POST", "PUT") and "json" not in headers.get("content-type", ""):
+            if method == "POST" and _ATTACHMENTS.fullmatch(path):
+                body = self._multipart(headers, raw)
+            elif raw and method in ("POST", "PUT") and "json" not in headers.get("content-type", ""):
                 raise ApiError(415, "Unsupported Media Type")
             if raw and body is None:
                 raise ApiError(400, "Unexpected character in the request body: it is not JSON.")
@@ -813,6 +888,21 @@ class JiraServer:
         except ApiError as err:
             extra = {"X-Seraph-LoginReason": "AUTHENTICATED_FAILED"} if err.status == 401 else {}
             return self._json(err.status, err.body, extra)
+
+    def _multipart(self, headers: dict[str, str], raw: bytes) -> list[tuple[str, bytes]]:
+        """The `file` parts of a multipart upload; Jira refuses the request without its XSRF opt-out header."""
+        if headers.get("x-atlassian-token", "").lower() != "no-check":
+            raise ApiError(403, "XSRF check failed")
+        content_type = headers.get("content-type", "")
+        if not content_type.startswith("multipart/form-data"):
+            raise ApiError(415, "Unsupported Media Type")
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+            f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+        files = [(part.get_filename() or "", part.get_payload(decode=True) or b"")
+                 for part in message.iter_parts() if part.get_param("name", header="content-disposition") == "file"]
+        if not files:
+            raise ApiError(400, "No file(s) were attached (the multipart field must be named 'file').")
+        return files
 
     def _json(self, status: int, payload: Any, extra: dict[str, str] | None = None) -> _Answer:
         headers = dict(extra or {})
@@ -855,7 +945,8 @@ class JiraServer:
 
     def _fields(self, user: JiraUser | None, *, query: dict, body: Any) -> tuple[int, Any]:
         names = ("summary", "description", "status", "priority", "labels", "assignee", "reporter", "creator",
-                 "issuetype", "project", "created", "updated", "resolution", "comment")
+                 "issuetype", "project", "created", "updated", "resolution", "comment", "duedate", "attachment",
+                 "issuelinks")
         return 200, [{"id": n, "key": n, "name": n.capitalize(), "custom": False, "orderable": n in CREATABLE,
                       "navigable": True, "searchable": True, "clauseNames": [n]} for n in names]
 
@@ -972,6 +1063,46 @@ class JiraServer:
             raise ApiError(404, f"The property with key '{name}' does not exist.")
         return 204, None
 
+    def _add_attachments(self, user: JiraUser | None, key: str, *, query: dict, body: Any) -> tuple[int, Any]:
+        author = self._need(user)
+        issue = self._find(key)
+        added = []
+        for filename, data in body:
+            attachment = {"id": str(next(self._attachment_ids)), "filename": filename, "size": len(data),
+                          "mimeType": mimetypes.guess_type(filename)[0] or "application/octet-stream",
+                          "author": author.account_id, "created": now_jira(), "data": data}
+            issue.attachments.append(attachment)
+            added.append(self._attachment_json(attachment))
+        issue.updated = now_jira()
+        return 200, added
+
+    def _link_types(self, user: JiraUser | None, *, query: dict, body: Any) -> tuple[int, Any]:
+        self._need(user)
+        return 200, {"issueLinkTypes": [self._link_type_json(n) for n in LINK_TYPES]}
+
+    def _create_link(self, user: JiraUser | None, *, query: dict, body: Any) -> tuple[int, Any]:
+        self._need(user)
+        body = body or {}
+        kind = body.get("type") or {}
+        name = kind.get("name") or next(
+            (n for n in LINK_TYPES if self._link_type_json(n)["id"] == str(kind.get("id"))), None)
+        if name not in LINK_TYPES:
+            raise ApiError(404, f"No issue link type with name '{kind.get('name') or kind.get('id')}' found.")
+        ends = []
+        for side in ("inwardIssue", "outwardIssue"):
+            ref = body.get(side) or {}
+            ends.append(self._find(str(ref.get("key") or ref.get("id") or "")).key)
+        inward, outward = ends
+        known = any(link["type"] == name and link["inward"] == inward and link["outward"] == outward
+                    for link in self._links)
+        if not known:  # Jira keeps one link per (type, inward, outward)
+            self._links.append({"id": str(next(self._link_ids)), "type": name, "inward": inward,
+                                "outward": outward})
+        comment = body.get("comment")
+        if isinstance(comment, dict) and comment.get("body"):
+            self._add_comment(user, self._find(outward), comment["body"])  # type: ignore[arg-type]
+        return 201, None
+
     def _search(self, user: JiraUser | None, *, query: dict, body: Any) -> tuple[int, Any]:
         if self.cloud:
             raise ApiError(410, "The requested API has been removed. Please migrate to the "
@@ -1049,6 +1180,7 @@ class JiraServer:
 _A = r"/rest/api/(?:2|latest)"
 _K = r"([^/]+)"
 _Endpoint = Callable[..., tuple[int, Any]]
+_ATTACHMENTS = re.compile(_A + f"/issue/{_K}/attachments")
 _ROUTES: list[tuple[str, re.Pattern[str], _Endpoint]] = [
     (verb, re.compile(_A + pattern), handler) for verb, pattern, handler in [
         ("GET", "/serverInfo", JiraServer._server_info),
@@ -1071,6 +1203,9 @@ _ROUTES: list[tuple[str, re.Pattern[str], _Endpoint]] = [
         ("GET", f"/issue/{_K}/properties/{_K}", JiraServer._get_property),
         ("PUT", f"/issue/{_K}/properties/{_K}", JiraServer._put_property),
         ("DELETE", f"/issue/{_K}/properties/{_K}", JiraServer._delete_property),
+        ("POST", f"/issue/{_K}/attachments", JiraServer._add_attachments),
+        ("GET", "/issueLinkType", JiraServer._link_types),
+        ("POST", "/issueLink", JiraServer._create_link),
         ("GET", "/search", JiraServer._search),
         ("POST", "/search", JiraServer._search),
         ("GET", "/search/jql", JiraServer._search_jql),

@@ -265,6 +265,8 @@ class JiraOpKind(StrEnum):
     comment = "comment"
     assign = "assign"  # `body`: the assignee's email (None: unassign), mapped to a Jira account
     close = "close"  # the incident closed: nothing more will come
+    attach_postmortem = "attach_postmortem"  # the completed postmortem's PDF, attached once (by file name)
+    action_items = "action_items"  # each row of the completed postmortem's action items as a linked issue, once
 
 
 class JiraOp(BaseModel):

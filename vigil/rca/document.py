@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from vigil.changes import Change, recent_changes
 from vigil.contracts import incident_ref
 from vigil.models import (
     AlertRow, EvidenceSeries, Incident, JiraIssue, NotificationAttempt, PostmortemAttachment, TimelineEvent,
 )
 from vigil.rca.artifacts import slug
 from vigil.rca.figures import REMINDER_STEP, Figures, human, incident_figures
+from vigil.rca.render import MARKDOWN
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class Facts:
     series: list[EvidenceSeries] = field(default_factory=list)
     attachments: list[PostmortemAttachment] = field(default_factory=list)
     jira_key: str | None = None
+    changes: list[Change] = field(default_factory=list)  # the service's recent changes, newest first
 
 
 def load_facts(session: Session, number: int) -> Facts:
@@ -72,6 +76,8 @@ def load_facts(session: Session, number: int) -> Facts:
             select(PostmortemAttachment).filter_by(**where).order_by(PostmortemAttachment.uploaded_at)
         )),
         jira_key=incident.jira_key or (jira.jira_key if jira else None),
+        # Before and during the incident: up to its resolve (a later deploy is not part of the story).
+        changes=recent_changes(session, number, now=incident.resolved_at),
     )
 
 
@@ -141,7 +147,20 @@ def _timeline(f: Facts) -> str:
             f"{p.status}{_cell(': ' + p.error) if p.error else ''} | {p.receipt or '—'} |"
             for p in pages
         ]
+    if f.changes:
+        lines += ["", "Recent changes:", "", "| Time | Change | Source | Link |", "|---|---|---|---|"]
+        lines += [f"| {_at(c.at)} | {_cell(c.summary)} | {_cell(c.source) or '—'} | {_change_link(c)} |"
+                  for c in f.changes]
     return "\n".join(lines)
+
+
+def _change_link(change: Change) -> str:
+    """The change's first http(s) link as a Markdown autolink (clickable in HTML, readable in the PDF)."""
+    for link in change.links:
+        href = link.get("href") or ""
+        if href.startswith(("http://", "https://")) and not any(c in href for c in " <>|\n"):
+            return f"<{href}>"
+    return "—"
 
 
 def _charts(f: Facts) -> str:
@@ -160,3 +179,51 @@ def _charts(f: Facts) -> str:
 def slug_of(series: EvidenceSeries) -> str:
     """The chart's name in URLs and keys: the last part of its artifact key, without `.png`."""
     return series.chart_key.rsplit("/", 1)[1].removesuffix(".png") if series.chart_key else slug(series.name)
+
+
+@dataclass(frozen=True)
+class ActionItem:
+    """One row of the action-items table; `key` is stable for the same action text (the Jira idempotency key)."""
+
+    action: str
+    owner: str
+    due: date | None
+    due_text: str
+    key: str
+
+
+def action_items(body: str) -> list[ActionItem]:
+    """The rows of the section's first Markdown table that name an action, columns found by their headers."""
+    rows: list[list[str]] = []
+    in_table = False
+    for token in MARKDOWN.parse(body):
+        if token.type == "table_open":
+            in_table = True
+        elif token.type == "table_close":
+            break
+        elif in_table and token.type == "tr_open":
+            rows.append([])
+        elif in_table and token.type == "inline" and rows:
+            rows[-1].append(" ".join(token.content.split()))
+    if not rows:
+        return []
+    header = [h.casefold() for h in rows[0]]
+
+    def column(*names: str, default: int) -> int:
+        return next((i for i, h in enumerate(header) if any(n in h for n in names)), default)
+
+    at_action, at_owner, at_due = column("action", "item", default=0), column("owner", default=1), column("due", default=2)
+    items = []
+    for row in rows[1:]:
+        cell = lambda i: row[i] if i < len(row) else ""  # noqa: E731
+        action = cell(at_action)
+        if not action:
+            continue
+        due_text = cell(at_due)
+        try:
+            due = date.fromisoformat(due_text)
+        except ValueError:
+            due = None
+        key = hashlib.sha256(action.casefold().encode()).hexdigest()[:12]
+        items.append(ActionItem(action=action, owner=cell(at_owner), due=due, due_text=due_text, key=key))
+    return items

@@ -77,6 +77,11 @@ class JiraLink:
     def assign(self, assignee: str | None) -> None:
         self.send(JiraOp(kind=JiraOpKind.assign, body=assignee))
 
+    def postmortem_completed(self) -> None:
+        """The completed postmortem's PDF and its action items (as linked issues) go to the issue, each once."""
+        self.send(JiraOp(kind=JiraOpKind.attach_postmortem))
+        self.send(JiraOp(kind=JiraOpKind.action_items))
+
     def transition(self, status: IncidentStatus) -> None:
         if status in SYNCED_STATUSES:
             self.send(JiraOp(kind=JiraOpKind.transition, status=status))

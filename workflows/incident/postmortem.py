@@ -45,6 +45,8 @@ with workflow.unsafe.imports_passed_through():
 
 # Marks runs with the RCA stage; runs started before it close when the reopen window elapses, as they did.
 RCA_PATCH = "rca-stage"
+# Marks completions that send the PDF and the action items to Jira; earlier ones only commented.
+RCA_JIRA_PATCH = "rca-jira"
 P = PostmortemStatus
 SYSTEM = Actor(kind=ActorKind.system, name="rca")
 # Prometheus queries and chart rendering: minutes at most; a few attempts, then the gap is recorded.
@@ -168,6 +170,8 @@ class Postmortem:
             self.timeline.record("postmortem_completed", actor, f"Postmortem completed by {actor.label()}")
         workflow.upsert_search_attributes([sa.POSTMORTEM.value_set(status.value)])
         self.jira.comment(f"Postmortem {status.value} in Vigil by {actor.label()}" + (f": {reason}" if reason else ""))
+        if status == P.complete and workflow.patched(RCA_JIRA_PATCH):
+            self.jira.postmortem_completed()
         self._reminders.cancel_all()
         await workflow.wait_condition(lambda: self._reminders.count == 0)
         self._changed()
