@@ -29,6 +29,7 @@ from api.postmortems import router as postmortems
 from api.postmortems.attachments import MULTIPART_SLACK
 from api.jira_status import JiraStatus
 from api.keys import router as keys
+from api.schedules.calendar import router as calendars_router
 from api.schedules.router import router as schedules_router
 from api.ingest.router import router as ingest_router
 from api.acklinks.router import router as acklinks_router
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(keys.users)
     app.include_router(keys.audit_log)
     app.include_router(schedules_router)
+    app.include_router(calendars_router)
     app.include_router(heartbeats_router)
     app.include_router(escalation.webhooks)
     app.include_router(escalation.policies)
