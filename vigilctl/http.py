@@ -63,7 +63,15 @@ class Api:
     def delete(self, path: str) -> Any:
         return self.request("DELETE", path)
 
+    def download(self, path: str, **params: Any) -> httpx.Response:
+        """A GET whose answer is not JSON (a Markdown, HTML or PDF rendering): the response itself."""
+        return self.send("GET", path, params={k: v for k, v in params.items() if v is not None})
+
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        resp = self.send(method, path, **kwargs)
+        return resp.json() if resp.content else None
+
+    def send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         if not self.key:
             raise ConfigError(
                 f"no API key: set {KEY_ENV}, pass --key, or put api_key in the config file ({CONFIG_ENV} names it)"
@@ -74,4 +82,4 @@ class Api:
             raise Unreachable(f"cannot reach Vigil at {self.url}: {err or type(err).__name__}") from None
         if resp.is_error:
             raise ApiRefused.of(resp)
-        return resp.json() if resp.content else None
+        return resp

@@ -149,6 +149,74 @@ def note(api: Api, incident: str, body: str, as_json: bool) -> None:
     _transition(api, incident, "notes", {"body": body}, as_json, "noted")
 
 
+@cli.command("close")
+@click.argument("incident")
+@click.option("-m", "--message", "note", help="A note for the timeline.")
+@json_option
+@click.pass_obj
+def close(api: Api, incident: str, note: str | None, as_json: bool) -> None:
+    """Close a resolved incident now, without waiting out the reopen window (refused while a postmortem is owed)."""
+    _transition(api, incident, "close", {"note": note} if note else None, as_json, "closed")
+
+
+class DefaultCommandGroup(click.Group):
+    """`vigil postmortem INC-4` shows it; `vigil postmortem complete INC-4` runs the subcommand."""
+
+    default_command = "show"
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = [self.default_command, *args]
+        return super().resolve_command(ctx, args)
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(ctx.command_path, "INCIDENT [--format md|html|pdf] [-o FILE] | COMMAND [ARGS]...")
+
+
+@cli.group("postmortem", cls=DefaultCommandGroup)
+def postmortem() -> None:
+    """An incident's postmortem: show it (`vigil postmortem INC-4`), or complete it."""
+
+
+@postmortem.command("show")
+@click.argument("incident")
+@click.option("--format", "fmt", type=click.Choice(("md", "html", "pdf")), default="md", show_default=True,
+              help="The rendering.")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False, writable=True),
+              help="Write it to this file instead of stdout (needed for a PDF on a terminal).")
+@json_option
+@click.pass_obj
+def postmortem_show(api: Api, incident: str, fmt: str, output: Path | None, as_json: bool) -> None:
+    """The postmortem as Markdown (default), HTML or PDF, charts included; --json for the document's JSON."""
+    path = f"/api/v1/incidents/{incident}/postmortem"
+    if as_json:
+        render.as_json(api.get(path))
+        return
+    stdout = click.get_binary_stream("stdout")
+    if output is None and fmt == "pdf" and stdout.isatty():
+        raise click.UsageError("a PDF is binary: write it to a file with -o FILE (or redirect stdout)")
+    data = api.download(path, format=fmt).content
+    if output is None:
+        stdout.write(data)
+        stdout.flush()
+        return
+    output.write_bytes(data)
+    click.echo(f"wrote {output} ({len(data):,} bytes)", err=True)
+
+
+@postmortem.command("complete")
+@click.argument("incident")
+@json_option
+@click.pass_obj
+def postmortem_complete(api: Api, incident: str, as_json: bool) -> None:
+    """Sign the postmortem off (summary, root cause and action items must be written); the incident then closes."""
+    data = api.post(f"/api/v1/incidents/{incident}/postmortem/complete")
+    if as_json:
+        render.as_json(data)
+    else:
+        click.echo(f"{data['id']} postmortem {data['status']}")
+
+
 @cli.command("tail")
 @click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
               help="Seconds between polls.")
