@@ -14,7 +14,8 @@ from datetime import timedelta
 from prometheus_client import start_http_server
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
+from temporalio.worker import Worker, WorkerDeploymentConfig
 
 from activities.channels import EmailSender
 from activities.evidence import EvidenceActivities
@@ -30,13 +31,14 @@ from activities.postmortem import PostmortemActivities
 from activities.projection import ProjectionActivities
 from vigil import crypto
 from vigil.bootstrap import ack_link_secret
+from vigil.build import build_id
 from vigil.contracts import Channel
 from vigil.db import create_db_engine, session_factory
 from vigil.providers import PhoneProvider, build_phone_providers
 from vigil.providers.webhook import WebhookSender
 from vigil.rca.artifacts import build_artifact_store
 from vigil.logging import configure_logging, get_logger
-from vigil.settings import Settings, get_settings
+from vigil.settings import Settings, WorkerSettings, get_settings
 from client.connection import connect
 from client.dedup_keys import DedupKeys
 from client.handoffs import ensure_handoffs
@@ -116,7 +118,26 @@ def build_worker(
         # An evicted incident is replayed from its whole history on its next timer: that page would be late.
         max_cached_workflows=settings.worker.max_cached_workflows,
         graceful_shutdown_timeout=timedelta(seconds=settings.worker.graceful_shutdown_seconds),
+        deployment_config=deployment_config(settings.worker),
     )
+
+
+def deployment_config(worker: WorkerSettings) -> WorkerDeploymentConfig | None:
+    """This build as a version of the Worker Deployment (docs/deploy.md); None: an unversioned worker."""
+    if not worker.versioning:
+        return None
+    return WorkerDeploymentConfig(
+        version=WorkerDeploymentVersion(deployment_name=worker.deployment_name, build_id=build_id(worker.build_id)),
+        use_worker_versioning=True,
+        # Every type auto-upgrades (docs/deploy.md says why, type by type). Set here, not on each @workflow.defn:
+        # the SDK sends a type's behaviour from unversioned workers too, and the server refuses that task.
+        default_versioning_behavior=VersioningBehavior.AUTO_UPGRADE,
+    )
+
+
+def _version(worker: WorkerSettings) -> str:
+    """What the logs say about this worker's deployment version."""
+    return f"{worker.deployment_name}/{build_id(worker.build_id)}" if worker.versioning else "unversioned"
 
 
 def build_notify(
@@ -172,7 +193,7 @@ async def main() -> None:
         await ensure_reconciler(client, settings)
         await ensure_handoffs(client, settings, session_factory(engine))  # schedules from before handoff timers
         log.info("worker started", task_queue=settings.temporal.task_queue, temporal=settings.temporal.address,
-                 jira=_jira_state(settings))
+                 jira=_jira_state(settings), version=_version(settings.worker))
         async with worker:
             await stop.wait()
             log.info("worker stopping: finishing in-flight activities",

@@ -189,6 +189,18 @@ class WorkerSettings(BaseSettings):
     outbox_reconcile_seconds: int = Field(
         default=10, gt=0, description="How often the reconciler runs a pass (outbox redelivery, ended workflows, lost attempts)."
     )
+    versioning: bool = Field(
+        default=False,
+        description="Run as a version of the Worker Deployment `deployment_name` (docs/deploy.md); off: unversioned.",
+    )
+    deployment_name: str = Field(
+        default="vigil", min_length=1, max_length=200, pattern=r"^[^./]+$",
+        description="The Worker Deployment this worker is a version of (with `versioning`).",
+    )
+    build_id: str | None = Field(
+        default=None, max_length=200,
+        description="This build's id in the deployment; unset: the package version plus the git commit, if any.",
+    )
 
 
 class JiraSettings(BaseSettings):
