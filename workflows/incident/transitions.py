@@ -26,6 +26,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.incident.timeline import SOURCE, TIMER, Timeline
 
 S = IncidentStatus
+# Marks runs where an ack that arrived before the policy was frozen gets the policy's ack timeout (runs before it
+# never re-triggered such an ack).
+EARLY_ACK_PATCH = "early-ack-timeout"
 
 
 def refused(err: InvalidTransition) -> ApplicationError:
@@ -98,6 +101,17 @@ class Transitions:
             self.s.retrigger_at = workflow.now() + timedelta(seconds=self.s.plan.ack_timeout_seconds)
         if note and actor.kind != ActorKind.jira:
             self.jira.comment(f"Acknowledged in Vigil by {actor.label()}: {note}")
+
+    def ack_timeout_after_freeze(self) -> None:
+        """An ack accepted before the policy was frozen had no ack timeout to start: it starts now, counted from
+        the ack, so an incident acknowledged in its first second still re-triggers if nobody resolves it."""
+        plan = self.s.plan
+        if (
+            self.s.status == S.acknowledged and self.s.retrigger_at is None and self.s.acknowledged_at is not None
+            and plan is not None and plan.ack_timeout_seconds and workflow.patched(EARLY_ACK_PATCH)
+        ):
+            self.s.retrigger_at = self.s.acknowledged_at + timedelta(seconds=plan.ack_timeout_seconds)
+            self._changed()
 
     def resolve(self, actor: Actor, resolution: str) -> None:
         self.s.resolve_due_at = self.s.retrigger_at = None

@@ -85,6 +85,7 @@ class IncidentWorkflow:
         self.jira.start()  # beside the pager too: the incident never waits on Jira
         if self.s.policy is None and self.s.plan is None:
             await self.ladder.freeze_policy(workflow.patched(POLICIES_PATCH))
+            self.changes.ack_timeout_after_freeze()  # an ack accepted while the policy was being frozen
         while self.s.status != S.closed:
             self._show_details()
             if workflow.info().is_continue_as_new_suggested():
