@@ -23,9 +23,11 @@ from urllib.parse import urlsplit
 
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+from temporalio.api.workflowservice.v1 import SetWorkerDeploymentCurrentVersionRequest
 from temporalio.service import RPCError
 
 from devtools.pdeathsig import set_parent_death_signal
+from vigil.build import build_id
 from vigil.search_attributes import SEARCH_ATTRIBUTES, cli_flags
 from vigil.settings import (
     ApiSettings, CoreSettings, EscalationSettings, SmtpSettings, TemporalSettings, WorkerSettings,
@@ -256,6 +258,43 @@ def temporal_problem(temporal: TemporalSettings) -> str | None:
         return f"{type(err).__name__}: {err}"
 
 
+def worker_version() -> WorkerSettings:
+    """make run's worker is versioned unless VIGIL_WORKER_VERSIONING says otherwise; its build id pinned for it."""
+    os.environ.setdefault("VIGIL_WORKER_VERSIONING", "true")
+    worker = WorkerSettings()
+    if worker.versioning:
+        os.environ["VIGIL_WORKER_BUILD_ID"] = build_id(worker.build_id)
+    return worker
+
+
+def promotion_problem(temporal: TemporalSettings, worker: WorkerSettings) -> str | None:
+    """None once the worker's version is current; Temporal refuses it until the worker has polled."""
+
+    async def promote() -> None:
+        client = await connect(temporal)
+        await client.workflow_service.set_worker_deployment_current_version(SetWorkerDeploymentCurrentVersionRequest(
+            namespace=temporal.namespace, deployment_name=worker.deployment_name, build_id=worker.build_id or "",
+            identity="make run",
+        ))
+
+    try:
+        asyncio.run(asyncio.wait_for(promote(), timeout=5))
+    except (RuntimeError, RPCError, OSError, TimeoutError) as err:
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def promote_worker(sup: Supervisor, temporal: TemporalSettings) -> None:
+    """Make this build's worker version current (no replay gate: this is a dev machine; docs/deploy.md)."""
+    worker = WorkerSettings()
+    if not worker.versioning:
+        log("the worker is unversioned (VIGIL_WORKER_VERSIONING=false)")
+        return
+    what = f"worker version {worker.deployment_name}/{worker.build_id} current"
+    sup.wait_usable(what, lambda: promotion_problem(temporal, worker), TEMPORAL_DEADLINE)
+    log(f"{what}: running incidents move to it on their next step")
+
+
 def smtp_check(smtp: SmtpSettings, rcpt: str) -> tuple[str, str | None]:
     """(greeting, problem or None) after connect, EHLO, TLS and login as configured, NOOP, MAIL, RCPT and RSET."""
     # Nothing is sent: without DATA the envelope is dropped. `rcpt` is the on-call address, the first one paged,
@@ -455,9 +494,11 @@ def bring_up(sup: Supervisor, temporal_only: bool) -> None:
     start_temporal(sup, data_dir, temporal, notices)
     sup.run_once("alembic", [sys.executable, "-m", "alembic", "upgrade", "head"])
     sup.run_once("bootstrap", [sys.executable, "-m", "vigil.bootstrap"])
+    worker_version()
     # Above the worker's own graceful shutdown, so in-flight activities get to finish.
     sup.start("worker", [sys.executable, "worker.py"], WorkerSettings().graceful_shutdown_seconds + 5)
     sup.start("api", [sys.executable, "-m", "uvicorn", "api.main:app", "--host", api.host, "--port", str(api.port)])
+    promote_worker(sup, temporal)  # while the API starts
     base = api.local_url()
     sup.wait_until(f"the API at {base}/readyz", lambda: http_ok(f"{base}/readyz"), API_DEADLINE)
     Supervisor.write(try_it(base, data_dir, temporal, core.public_url, notices, catcher))
