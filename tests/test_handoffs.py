@@ -4,16 +4,20 @@ starts timers for schedules that have none; a deleted schedule's timer ends. Rea
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import UTC, datetime, time, timedelta
 from email.message import EmailMessage
+from pathlib import Path
 
 import httpx
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import TimeSkipper
+from temporalio.worker import Replayer
 
 from client.handoffs import ensure_handoffs
 from tests.conftest import Inbox, Keys
@@ -22,6 +26,10 @@ from vigil.contracts import handoff_workflow_id
 from vigil.models import Schedule, ScheduleLayer
 from vigil.oncall import Layer, Rotation, RotationKind, oncall_in_layers
 from vigil.settings import Settings
+from workflows.handoff import ScheduleHandoffWorkflow
+
+# Not under tests/histories/: that replay test runs the incident workflows only.
+HISTORY = Path(__file__).parent / "fixtures" / "schedule_handoff_history.json"
 
 
 async def call(api: httpx.AsyncClient, keys: Keys, method: str, path: str, body: object = None,
@@ -100,6 +108,23 @@ async def test_the_incoming_on_call_gets_one_email_at_each_handoff_and_edits_mov
     # A deleted schedule's timer ends.
     await call(api, keys, "DELETE", f"schedules/{sid}", status=204)
     await eventually(lambda: _status(handle, WorkflowExecutionStatus.COMPLETED))
+
+    # Its whole life (timers, emails, a signal, the end) replays against today's code.
+    history = await handle.fetch_history()
+    await replay(history)
+    if os.environ.get("VIGIL_RECORD_HISTORIES") == "1":
+        HISTORY.write_text(history.to_json())
+
+
+async def replay(history: WorkflowHistory) -> None:
+    replayer = Replayer(workflows=[ScheduleHandoffWorkflow], data_converter=pydantic_data_converter)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+    assert result.replay_failure is None
+
+
+async def test_a_committed_handoff_history_replays() -> None:
+    """Determinism guard: a handoff timer recorded by the test above (VIGIL_RECORD_HISTORIES=1) still replays."""
+    await replay(WorkflowHistory.from_json("replay-schedule-handoff", HISTORY.read_text()))
 
 
 async def _status(handle: WorkflowHandle, status: WorkflowExecutionStatus) -> bool:
