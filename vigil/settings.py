@@ -157,6 +157,17 @@ class ApiSettings(BaseSettings):
         return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
 
+class LocalPrometheusSettings(BaseSettings):
+    """The Prometheus `make run` starts for postmortem charts (devtools/devrun.py); nothing else reads it."""
+
+    model_config = SettingsConfigDict(env_prefix="VIGIL_PROMETHEUS_", extra="ignore")
+
+    port: int = Field(
+        default=9090, ge=0, le=65535,
+        description="make run: port of the local Prometheus on 127.0.0.1, scraping the API and the worker; 0: none.",
+    )
+
+
 class IngestSettings(BaseSettings):
     """Alert storms: backpressure."""
 
@@ -395,6 +406,7 @@ SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
     AckLinkSettings,
     JiraSettings,
     RcaSettings,
+    LocalPrometheusSettings,
 )
 
 
