@@ -12,7 +12,10 @@ COPY pyproject.toml alembic.ini worker.py ./
 COPY vigil ./vigil
 COPY workflows ./workflows
 COPY activities ./activities
+COPY client ./client
 COPY api ./api
+COPY deploy ./deploy
+COPY vigilctl ./vigilctl
 COPY migrations ./migrations
 # Bytecode is compiled at build time: the workflow sandbox re-imports workflows/ for every new workflow
 # instance, and compiling it from source each time costs ~9 ms of worker CPU (docs/benchmarks.md).

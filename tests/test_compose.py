@@ -93,3 +93,14 @@ def test_worker_grace_period_exceeds_its_graceful_shutdown() -> None:
     )
     grace = worker["stop_grace_period"]
     assert grace.endswith("s") and int(grace[:-1]) > graceful
+
+
+def test_the_image_holds_every_runtime_package() -> None:
+    """The image copies each package pyproject installs (the dev tools aside): a package left out is a worker or API
+    that cannot import it (client/ was, when it was added)."""
+    import tomllib
+
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {p.rstrip("*") for p in include} - {"devtools"}
+    copied = set(re.findall(r"^COPY\s+(\w+)\s+\./\1\s*$", (ROOT / "Dockerfile").read_text(), re.MULTILINE))
+    assert packages <= copied, f"Dockerfile does not COPY {sorted(packages - copied)}"
