@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -123,15 +124,12 @@ async def test_layer_bodies_are_validated(api: httpx.AsyncClient, keys: Keys) ->
 
 
 @pytest.fixture
-def scratch_db() -> Iterator[str]:
+def scratch_db(tmp_path: Path) -> Iterator[str]:
     """An empty database of its own (the suite's is at head): a SQLite file, or a PostgreSQL database when the
     suite runs on PostgreSQL."""
     base = os.environ.get("VIGIL_DATABASE_URL")
     if not base or not base.startswith("postgresql"):
-        path = ROOT / ".data" / f"migrate-{uuid.uuid4().hex}.db"
-        path.parent.mkdir(exist_ok=True)
-        yield f"sqlite:///{path}"
-        path.unlink(missing_ok=True)
+        yield f"sqlite:///{tmp_path / 'migrate.db'}"
         return
     name = f"migrate_{uuid.uuid4().hex[:12]}"
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
