@@ -9,8 +9,6 @@ from the access log, and the pages carry security headers (no referrer: the toke
 from __future__ import annotations
 
 import asyncio
-import logging
-import re
 from html import escape
 
 from fastapi import APIRouter
@@ -32,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from api.deps import IncidentsDep, StateDep
 from api.errors import domain_error
 from api.providers import service
+from api.access_log import redact_tokens_after
 from client.errors import IncidentError
 from vigil.bootstrap import ack_link_secret
 from vigil.contracts import incident_ref
@@ -55,21 +54,9 @@ SECURITY_HEADERS = Secure(
     coop=CrossOriginOpenerPolicy().same_origin(),
     corp=CrossOriginResourcePolicy().same_origin(),
 )
-TOKEN_IN_PATH = re.compile(r"(/ack/)[^\s?/\"]+")
 
 
-class RedactAckTokens(logging.Filter):
-    """Uvicorn's access log writes the request path, which holds the whole acknowledge token."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(TOKEN_IN_PATH.sub(r"\1<redacted>", a) if isinstance(a, str) else a for a in record.args)
-        return True
-
-
-ACCESS_LOG = logging.getLogger("uvicorn.access")
-if not any(isinstance(f, RedactAckTokens) for f in ACCESS_LOG.filters):
-    ACCESS_LOG.addFilter(RedactAckTokens())
+redact_tokens_after("/ack/")
 
 
 def _page(status: int, title: str, body: str) -> HTMLResponse:

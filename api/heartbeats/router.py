@@ -7,8 +7,6 @@ opens an incident for the monitor's service through the normal alert path; the n
 from __future__ import annotations
 
 import asyncio
-import logging
-import re
 from typing import Annotated
 
 from fastapi import APIRouter, Path, status
@@ -18,6 +16,7 @@ from api.deps import Admin, StateDep, Viewer
 from api.errors import ERROR_RESPONSES, ApiError
 from api.heartbeats import service
 from api.heartbeats.schemas import CheckInResult, HeartbeatCreate, HeartbeatCreated, HeartbeatRead, HeartbeatUpdate
+from api.access_log import redact_tokens_after
 from client.heartbeats import HeartbeatClient, HeartbeatGone, HeartbeatRefused
 from vigil.contracts import HeartbeatConfig, HeartbeatInput, Id
 from vigil.models import HeartbeatMonitor
@@ -27,21 +26,9 @@ router = APIRouter(prefix="/api/v1/heartbeats", tags=["heartbeat monitors"])
 ADMIN = {k: ERROR_RESPONSES[k] for k in (401, 403, 404, 409, 422, 503)}
 VIEW = {k: ERROR_RESPONSES[k] for k in (401, 403, 404, 422)}
 Token = Annotated[str, Path(min_length=1, max_length=200, description="The monitor's check-in token.")]
-TOKEN_IN_PATH = re.compile(r"(/heartbeats/check-in/)[^\s?/\"]+")
 
 
-class RedactCheckInTokens(logging.Filter):
-    """Uvicorn's access log writes the request path, which holds the whole check-in token."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(TOKEN_IN_PATH.sub(r"\1<redacted>", a) if isinstance(a, str) else a for a in record.args)
-        return True
-
-
-ACCESS_LOG = logging.getLogger("uvicorn.access")
-if not any(isinstance(f, RedactCheckInTokens) for f in ACCESS_LOG.filters):
-    ACCESS_LOG.addFilter(RedactCheckInTokens())
+redact_tokens_after("/heartbeats/check-in/")
 
 
 def _heartbeats(state: StateDep) -> HeartbeatClient:

@@ -8,8 +8,6 @@ acknowledging stays with the email's single-use ack link. Tokens are redacted fr
 from __future__ import annotations
 
 import asyncio
-import logging
-import re
 from html import escape
 
 from fastapi import APIRouter
@@ -21,6 +19,7 @@ from api.deps import StateDep
 from api.errors import ApiError
 from api.incidents import service
 from api.incidents.schemas import IncidentDetail
+from api.access_log import redact_tokens_after
 from vigil.alert_context import AlertContext, context_of
 from vigil.bootstrap import ack_link_secret
 from vigil.contracts import incident_ref
@@ -29,22 +28,10 @@ from vigil.providers.acklinks import ExpiredToken, InvalidToken
 from vigil.viewlinks import read_view_token
 
 router = APIRouter(prefix="/view", tags=["incident page"])
-TOKEN_IN_PATH = re.compile(r"(/view/)[^\s?/\"]+")
 TIMELINE_SHOWN = 200
 
 
-class RedactViewTokens(logging.Filter):
-    """Uvicorn's access log writes the request path, which holds the whole view token."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(TOKEN_IN_PATH.sub(r"\1<redacted>", a) if isinstance(a, str) else a for a in record.args)
-        return True
-
-
-ACCESS_LOG = logging.getLogger("uvicorn.access")
-if not any(isinstance(f, RedactViewTokens) for f in ACCESS_LOG.filters):
-    ACCESS_LOG.addFilter(RedactViewTokens())
+redact_tokens_after("/view/")
 
 
 def _html(description: str) -> dict:

@@ -6,8 +6,6 @@ rotated or revoked. Shifts are layers and overrides merged; times carry the sche
 from __future__ import annotations
 
 import asyncio
-import logging
-import re
 from datetime import datetime, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -21,6 +19,7 @@ from api.admin import get_or_404, invalid, unknown_ids
 from api.deps import Principal, SessionDep, StateDep, Viewer
 from api.errors import ERROR_RESPONSES, ApiError
 from api.schedules.schemas import FeedCreate, FeedCreated, FeedRead
+from api.access_log import redact_tokens_after
 from vigil.contracts import Id
 from vigil.models import CalendarFeed, Schedule, User, utcnow
 from vigil.oncall import Shift
@@ -34,21 +33,9 @@ PAST = timedelta(days=7)  # a feed also shows the last week: "who had it on Tues
 LOOKAROUND = timedelta(days=14)
 VIEW = {k: ERROR_RESPONSES[k] for k in (401, 403, 404, 422)}
 Token = Annotated[str, Path(min_length=1, max_length=200, description="The feed's secret token.")]
-TOKEN_IN_PATH = re.compile(r"(/calendars/)[^\s?/\"]+")
 
 
-class RedactFeedTokens(logging.Filter):
-    """Uvicorn's access log writes the request path, which holds the whole feed token."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(TOKEN_IN_PATH.sub(r"\1<redacted>", a) if isinstance(a, str) else a for a in record.args)
-        return True
-
-
-ACCESS_LOG = logging.getLogger("uvicorn.access")
-if not any(isinstance(f, RedactFeedTokens) for f in ACCESS_LOG.filters):
-    ACCESS_LOG.addFilter(RedactFeedTokens())
+redact_tokens_after("/calendars/")
 
 
 def _read(row: CalendarFeed) -> FeedRead:
