@@ -3,6 +3,7 @@ after the reopen window, with reminders on durable timers, and closes once it is
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import httpx
@@ -254,3 +255,24 @@ async def test_evidence_is_refreshed_on_demand(
     warning = await trigger(api, keys, "rca-7", severity="warning", component="billing")
     resp = await api.post(f"/api/v1/incidents/INC-{warning}/postmortem/refresh", headers=keys.auth(keys.responder))
     assert resp.status_code in (404, 409), resp.text  # no postmortem to refresh
+
+
+async def test_no_reminder_after_completion_when_both_fall_due_together(
+    api: httpx.AsyncClient, worker: None, keys: Keys, client: Client, skipper: TimeSkipper,
+    sessions: sessionmaker[Session],
+) -> None:
+    number, handle = await resolved_critical(api, keys, client, "rca-8")
+    await skipper.fast_forward(handle, timedelta(minutes=6))
+    # The first reminder falls due (1 h after the resolve) while the completion is on its way.
+    await asyncio.gather(
+        skipper.fast_forward(handle, timedelta(minutes=55)),
+        handle.execute_update(COMPLETE_POSTMORTEM, PostmortemDoneInput(actor=RITA), result_type=TransitionResult),
+    )
+    sent = reminders(sessions, number)  # the completion returned: a reminder in flight has settled by now
+    await handle.result()  # closed at once: the reopen window was over
+    assert reminders(sessions, number) == sent
+    entries = timeline(sessions, number)
+    done = [k for k, _ in entries].index("postmortem_completed")
+    # A reminder that was in flight either went out before the completion was accepted, or was stopped.
+    late = [m for k, m in entries[done:] if k == "postmortem_reminder" and " sent to " in m]
+    assert late == [], entries
