@@ -27,6 +27,7 @@ from client.connection import Connection
 from client.dedup_keys import DedupKeys
 from client.incidents import IncidentClient
 from client.outbox import AlertOutbox
+from vigil.db import transaction
 from vigil.ingest.store import IntegrationInfo
 from vigil.logging import get_logger
 from vigil.models import ApiKey, Integration, User, utcnow
@@ -237,8 +238,8 @@ def integration_by_key(session: Session, key: str | None) -> IntegrationInfo:
 
 def _integration(request: Request, key: str | None) -> IntegrationInfo:
     if (cached := request.scope.get(_INTEGRATION)) is None:
-        with get_state(request).sessions() as session:
-            cached = request.scope[_INTEGRATION] = integration_by_key(session, key)
+        cached = transaction(get_state(request).sessions, lambda session: integration_by_key(session, key), write=False)
+        request.scope[_INTEGRATION] = cached
     return cached
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from client.connection import is_outage
 from client.errors import GroupKeptClosing, IncidentClosed, TemporalUnavailable, WorkflowTimeout
 from client.incidents import IncidentClient
+from vigil.db import transaction
 from vigil.contracts import Alert, AlertStatus, Severity, incident_ref, workflow_id
 from vigil.ingest import fit, holding, store
 from vigil.ingest.store import IntegrationInfo
@@ -55,6 +56,24 @@ class IngestResult:
 
 
 @dataclass
+class _StoredGroup:
+    """One group of a request, stored: its incident (new or open) and what its workflow has not seen yet."""
+
+    key: str
+    batch: list[Alert]
+    lead: Alert
+    incident: store.OpenIncident
+    upserted: store.UpsertResult
+    promoted: list[int] = field(default_factory=list)  # pending rows released to the incident
+
+
+@dataclass
+class _Stored:
+    held: Counter[str] = field(default_factory=Counter)
+    groups: list[_StoredGroup] = field(default_factory=list)
+
+
+@dataclass
 class Delivered:
     """What one delivery of stored alerts did."""
 
@@ -84,31 +103,64 @@ class AlertOutbox:
         self, integration: IntegrationInfo, alerts: Sequence[Alert], *, check_holds: bool = True
     ) -> IngestResult:
         """Group the batch, then store and deliver each group. Stored first: if Temporal is down the
-        caller answers 503, and the alerts wait in the outbox for the sender's retry or the reconciler."""
+        caller answers 503, and the alerts wait in the outbox for the sender's retry or the reconciler.
+
+        Holds and storage are one transaction (on one connection): silences and backpressure are checked, held
+        alerts stored, and each group's incident joined or created with its alerts; each group is then
+        delivered to Temporal outside any transaction and marked delivered in a second, short one."""
         result = IngestResult()
         # Fitted after routing (a route may set the service) and before anything is stored or grouped.
         alerts = [fit.fit_alert(integration.rules.apply(a)) for a in alerts]
-        if check_holds:
-            alerts, promoted = await asyncio.to_thread(self._hold, integration, alerts, result)
-        else:
-            promoted = {}
-        groups: dict[str, list[Alert]] = defaultdict(list)
-        for alert in alerts:
-            groups[integration.group_key(alert)].append(alert)
-        for key, batch in groups.items():
-            number, outcomes = await self._deliver_group(integration, key, batch, promoted.get(key, []))
+        stored = await asyncio.to_thread(self._store, integration, alerts, check_holds)
+        result.outcomes.update(stored.held)
+        if stored.held[holding.SUPPRESSED]:
+            SUPPRESSED.labels(integration=integration.name).inc(stored.held[holding.SUPPRESSED])
+            log.warning("backpressure: info alerts suppressed", count=stored.held[holding.SUPPRESSED],
+                        integration=integration.name)
+        for group in stored.groups:
+            number, outcomes = await self._deliver_group(integration, group)
             result.incidents.append(number)
             result.outcomes.update(outcomes)
         return result
 
-    async def _deliver_group(
-        self, integration: IntegrationInfo, key: str, batch: list[Alert], promoted: list[int]
-    ) -> tuple[int, Counter[str]]:
-        lead = _lead(batch)
-        for _ in range(MAX_JOIN_ATTEMPTS):
-            incident, upserted = await asyncio.to_thread(self._store_batch, key, lead, batch, integration)
-            if promoted:  # stored in the incident's outbox now: the pending rows are released to it
-                await asyncio.to_thread(self._mark_released, dict.fromkeys(promoted, incident.number))
+    def _store(self, integration: IntegrationInfo, alerts: list[Alert], check_holds: bool) -> _Stored:
+        """One transaction: hold what is silenced, suppressed or pending, then store each group's alerts in its
+        (new or open) incident, releasing the pending alerts a group's incident takes. Groups in key order,
+        the one lock order for every writer (PostgreSQL deadlocks on crossed orders)."""
+
+        def work(session: Session) -> _Stored:
+            out = _Stored()
+            passing, promoted = alerts, {}
+            if check_holds:
+                sorted_ = holding.sort_batch(
+                    session, alerts, integration, backlog_limit=self.settings.ingest.backlog_limit,
+                    backlog=self._backlog,
+                )
+                if sorted_.held:
+                    holding.store_held(session, sorted_.held, integration)
+                out.held, passing, promoted = sorted_.outcomes, sorted_.passing, sorted_.promoted
+            groups: dict[str, list[Alert]] = defaultdict(list)
+            for alert in passing:
+                groups[integration.group_key(alert)].append(alert)
+            for key, batch in sorted(groups.items()):
+                lead = _lead(batch)
+                incident = store.join_or_create(session, key=key, lead=lead, integration=integration)
+                upserted = store.upsert_alerts(session, number=incident.number, alerts=batch, integration=integration)
+                if promoted.get(key):  # stored in the incident's outbox now: the pending rows are released to it
+                    holding.mark_released(session, dict.fromkeys(promoted[key], incident.number))
+                out.groups.append(_StoredGroup(key, batch, lead, incident, upserted, promoted.get(key, [])))
+            return out
+
+        return transaction(self.sessions, work)
+
+    async def _deliver_group(self, integration: IntegrationInfo, group: _StoredGroup) -> tuple[int, Counter[str]]:
+        key, batch, lead = group.key, group.batch, group.lead
+        incident, upserted = group.incident, group.upserted
+        for attempt in range(MAX_JOIN_ATTEMPTS):
+            if attempt:  # the incident closed under us: its group was released, and this opens the next one
+                incident, upserted = await asyncio.to_thread(self._store_batch, key, lead, batch, integration)
+                if group.promoted:
+                    await asyncio.to_thread(self._mark_released, dict.fromkeys(group.promoted, incident.number))
             if not upserted.undelivered and not incident.created:
                 return incident.number, upserted.outcomes  # pure repeats: no Temporal round trip
             try:
@@ -212,32 +264,6 @@ class AlertOutbox:
         with self.sessions.begin() as session:
             return IntegrationInfo.of(store.operator_integration(session))
 
-    def _hold(
-        self, integration: IntegrationInfo, alerts: Sequence[Alert], result: IngestResult
-    ) -> tuple[list[Alert], dict[str, list[int]]]:
-        """Store silenced, suppressed and pending alerts apart; return the ones that go on to incidents."""
-        # A write transaction only when something may be held: thresholds lock the group row; otherwise
-        # the check is a read, and most requests hold nothing (on SQLite every write takes the one lock).
-        locking = integration.rules.threshold.count > 1
-        with (self.sessions.begin() if locking else self.sessions()) as session:
-            sorted_ = holding.sort_batch(
-                session, alerts, integration, backlog_limit=self.settings.ingest.backlog_limit, backlog=self._backlog
-            )
-            if sorted_.held:
-                if not locking:
-                    session.rollback()  # end the read; the write below takes its own transaction
-                    with self.sessions.begin() as writer:
-                        holding.store_held(writer, sorted_.held, integration)
-                else:
-                    holding.store_held(session, sorted_.held, integration)
-        outcomes = sorted_.outcomes
-        result.outcomes.update(outcomes)
-        if outcomes[holding.SUPPRESSED]:
-            SUPPRESSED.labels(integration=integration.name).inc(outcomes[holding.SUPPRESSED])
-            log.warning("backpressure: info alerts suppressed", count=outcomes[holding.SUPPRESSED],
-                        integration=integration.name)
-        return sorted_.passing, sorted_.promoted
-
     def _backlog(self, session: Session) -> int:
         """The outbox size, re-counted at most every BACKLOG_TTL seconds: it is a full count, and
         backpressure only needs to know roughly when the backlog passes its limit."""
@@ -251,18 +277,18 @@ class AlertOutbox:
     ) -> tuple[store.OpenIncident, store.UpsertResult]:
         # One transaction: a new incident's row is committed with its alerts or not at all, so the outbox
         # (alerts not yet delivered) always covers an incident whose workflow has not started.
-        with self.sessions.begin() as session:
+        def work(session: Session) -> tuple[store.OpenIncident, store.UpsertResult]:
             incident = store.join_or_create(session, key=key, lead=lead, integration=integration)
-            upserted = store.upsert_alerts(session, number=incident.number, alerts=batch, integration=integration)
-        return incident, upserted
+            return incident, store.upsert_alerts(session, number=incident.number, alerts=batch, integration=integration)
+
+        return transaction(self.sessions, work)
 
     def _release(self, key: str, number: int) -> None:
         with self.sessions.begin() as session:
             store.release_group(session, key=key, number=number)
 
     def _mark_delivered(self, number: int, alerts: Sequence[Alert]) -> None:
-        with self.sessions.begin() as session:
-            store.mark_delivered(session, number=number, alerts=alerts)
+        transaction(self.sessions, lambda session: store.mark_delivered(session, number=number, alerts=alerts))
 
     async def _send(
         self, integration: IntegrationInfo, incident: store.OpenIncident, alerts: list[Alert], lead: Alert

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from sqlalchemy.orm import Session, sessionmaker
+
+from vigil.logging import get_logger
+
+log = get_logger(__name__)
+T = TypeVar("T")
+# A pooled PostgreSQL connection idle longer than this is pinged before use (see _ping_when_idle).
+PING_IDLE_SECONDS = 1.0
 
 
 def create_db_engine(
@@ -24,8 +35,10 @@ def create_db_engine(
         options = f"-c lock_timeout={int(lock_timeout_seconds * 1000)}"
         if statement_timeout_seconds is not None:
             options += f" -c statement_timeout={int(statement_timeout_seconds * 1000)}"
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
-                             pool_timeout=pool_timeout_seconds, connect_args={"options": options})
+        engine = create_engine(url, pool_size=10, max_overflow=20, pool_timeout=pool_timeout_seconds,
+                               connect_args={"options": options})
+        _ping_when_idle(engine, PING_IDLE_SECONDS)
+        return engine
 
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -49,6 +62,48 @@ def create_db_engine(
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _ping_when_idle(engine: Engine, idle_seconds: float) -> None:
+    """pool_pre_ping's safety without its cost under load: a connection is pinged on checkout only when it sat
+    in the pool longer than `idle_seconds`, so a connection that died while idle (a database restart, an idle
+    timeout, a terminated backend) is replaced before a request sees it; under load connections come back
+    within milliseconds and are used without a round trip. A connection that dies between two close uses
+    fails its statement; the pool is then invalidated (SQLAlchemy drops every older connection), and
+    `transaction` retries the work once on a fresh connection."""
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_conn, record) -> None:  # type: ignore[no-untyped-def]
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_conn, record, _proxy) -> None:  # type: ignore[no-untyped-def]
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since <= idle_seconds:
+            return  # new, or back in the pool a moment ago
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as err:  # noqa: BLE001 - whatever the driver raises, the connection is unusable
+            # The pool drops this connection and every older one (a restart killed them all) and opens another.
+            raise InvalidatePoolError(f"stale pooled connection: {err}") from err
+
+
+def transaction(
+    sessions: sessionmaker[Session], work: Callable[[Session], T], *, write: bool = True, retries: int = 1
+) -> T:
+    """Run `work` in one transaction, committed when it returns (`write=False`: a read, never committed, which
+    on SQLite takes no write lock); run it again (once by default) on a fresh connection when the connection
+    turned out to be dead (a database restart): the failed attempt was rolled back with its connection, so
+    nothing of it is kept."""
+    for attempt in range(retries + 1):
+        try:
+            with sessions.begin() if write else sessions() as session:
+                return work(session)
+        except DBAPIError as err:
+            if not err.connection_invalidated or attempt == retries:
+                raise
+            log.warning("database connection lost; retrying the transaction on a new one", error=str(err.orig))
+    raise AssertionError("unreachable")
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
