@@ -27,7 +27,6 @@ from client.connection import Connection
 from client.dedup_keys import DedupKeys
 from client.incidents import IncidentClient
 from client.outbox import AlertOutbox
-from vigil.db import transaction
 from vigil.ingest.store import IntegrationInfo
 from vigil.logging import get_logger
 from vigil.models import ApiKey, Integration, User, utcnow
@@ -226,21 +225,22 @@ Responder = Annotated[Principal, Depends(require(Role.responder))]
 Admin = Annotated[Principal, Depends(require(Role.admin))]
 
 
-def integration_by_key(session: Session, key: str | None) -> IntegrationInfo:
-    """The integration a key belongs to; 401 for anything else (API keys included)."""
-    if not key:
-        raise _unauthorized("missing integration key")
-    row = session.scalar(select(Integration).where(Integration.key_hash == hash_key(key)))
-    if row is None:
-        raise _unauthorized("unknown integration key")
-    return IntegrationInfo.of(row)
-
-
 def _integration(request: Request, key: str | None) -> IntegrationInfo:
     if (cached := request.scope.get(_INTEGRATION)) is None:
-        cached = transaction(get_state(request).sessions, lambda session: integration_by_key(session, key), write=False)
+        if not key:
+            raise _unauthorized("missing integration key")
+        state = get_state(request)
+        # From memory while fresh (vigil/ingest/cache.py); the ingest transaction checks it again after a change.
+        cached = state.outbox.cache.integration(state.sessions, key)
+        if cached is None:
+            raise _unauthorized("unknown integration key")
         request.scope[_INTEGRATION] = cached
     return cached
+
+
+def key_revoked() -> ApiError:
+    """The key was deleted or rotated while its request was on its way: as if it had never been known."""
+    return _unauthorized("unknown integration key")
 
 
 def _routing_key(body: bytes | None) -> str | None:

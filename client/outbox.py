@@ -22,6 +22,7 @@ from client.errors import GroupKeptClosing, IncidentClosed, TemporalUnavailable,
 from client.incidents import IncidentClient
 from vigil.db import transaction
 from vigil.contracts import Alert, AlertStatus, Severity, incident_ref, workflow_id
+from vigil.ingest import cache as ingest_cache
 from vigil.ingest import fit, holding, store
 from vigil.ingest.store import IntegrationInfo
 from vigil.logging import get_logger
@@ -69,6 +70,7 @@ class _StoredGroup:
 
 @dataclass
 class _Stored:
+    integration: IntegrationInfo  # as it stood in the transaction (its rules may have changed since the key check)
     held: Counter[str] = field(default_factory=Counter)
     groups: list[_StoredGroup] = field(default_factory=list)
 
@@ -91,10 +93,14 @@ def _lead(batch: Sequence[Alert]) -> Alert:
 class AlertOutbox:
     """Store, deliver, refuse, dead-letter and redeliver alerts; one per process (it caches the backlog)."""
 
-    def __init__(self, sessions: sessionmaker[Session], settings: Settings, incidents: IncidentClient) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], settings: Settings, incidents: IncidentClient,
+        cache: ingest_cache.IngestCache | None = None,
+    ) -> None:
         self.sessions = sessions
         self.settings = settings
         self.incidents = incidents
+        self.cache = cache or ingest_cache.IngestCache(max_age=settings.api.key_cache_seconds)
         self._backlog_value, self._backlog_at = 0, float("-inf")
 
     # --- the API path ---------------------------------------------------------------------
@@ -109,9 +115,8 @@ class AlertOutbox:
         alerts stored, and each group's incident joined or created with its alerts; each group is then
         delivered to Temporal outside any transaction and marked delivered in a second, short one."""
         result = IngestResult()
-        # Fitted after routing (a route may set the service) and before anything is stored or grouped.
-        alerts = [fit.fit_alert(integration.rules.apply(a)) for a in alerts]
         stored = await asyncio.to_thread(self._store, integration, alerts, check_holds)
+        integration = stored.integration
         result.outcomes.update(stored.held)
         if stored.held[holding.SUPPRESSED]:
             SUPPRESSED.labels(integration=integration.name).inc(stored.held[holding.SUPPRESSED])
@@ -123,29 +128,34 @@ class AlertOutbox:
             result.outcomes.update(outcomes)
         return result
 
-    def _store(self, integration: IntegrationInfo, alerts: list[Alert], check_holds: bool) -> _Stored:
-        """One transaction: hold what is silenced, suppressed or pending, then store each group's alerts in its
-        (new or open) incident, releasing the pending alerts a group's incident takes. Groups in key order,
-        the one lock order for every writer (PostgreSQL deadlocks on crossed orders)."""
+    def _store(self, integration: IntegrationInfo, alerts: Sequence[Alert], check_holds: bool) -> _Stored:
+        """One transaction: check the key (if its integration changed since it was read), hold what is silenced,
+        suppressed or pending, then store each group's alerts in its (new or open) incident, releasing the pending
+        alerts a group's incident takes. Groups in key order, the one lock order for every writer (PostgreSQL
+        deadlocks on crossed orders). KeyRevoked: the key is gone, nothing is stored."""
 
         def work(session: Session) -> _Stored:
-            out = _Stored()
-            passing, promoted = alerts, {}
+            tokens = self.cache.read_tokens(session)  # first: the cached tables are read under these tokens
+            integ = self.cache.current(session, tokens, integration)
+            out = _Stored(integ)
+            # Fitted after routing (a route may set the service) and before anything is stored or grouped.
+            passing = [fit.fit_alert(integ.rules.apply(a)) for a in alerts]
+            promoted: dict[str, list[int]] = {}
             if check_holds:
                 sorted_ = holding.sort_batch(
-                    session, alerts, integration, backlog_limit=self.settings.ingest.backlog_limit,
-                    backlog=self._backlog,
+                    session, passing, integ, backlog_limit=self.settings.ingest.backlog_limit,
+                    backlog=self._backlog, silences_at=ingest_cache.active_silences(self.cache, tokens),
                 )
                 if sorted_.held:
                     holding.store_held(session, sorted_.held, integration)
                 out.held, passing, promoted = sorted_.outcomes, sorted_.passing, sorted_.promoted
             groups: dict[str, list[Alert]] = defaultdict(list)
             for alert in passing:
-                groups[integration.group_key(alert)].append(alert)
+                groups[integ.group_key(alert)].append(alert)
             for key, batch in sorted(groups.items()):
                 lead = _lead(batch)
-                incident = store.join_or_create(session, key=key, lead=lead, integration=integration)
-                upserted = store.upsert_alerts(session, number=incident.number, alerts=batch, integration=integration)
+                incident = store.join_or_create(session, key=key, lead=lead, integration=integ)
+                upserted = store.upsert_alerts(session, number=incident.number, alerts=batch, integration=integ)
                 if promoted.get(key):  # stored in the incident's outbox now: the pending rows are released to it
                     holding.mark_released(session, dict.fromkeys(promoted[key], incident.number))
                 out.groups.append(_StoredGroup(key, batch, lead, incident, upserted, promoted.get(key, [])))

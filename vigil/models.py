@@ -263,6 +263,16 @@ class Silence(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
+class CacheVersion(Base):
+    """A token per cached table (`integrations`, `silences`), set anew by database triggers on every write to the
+    table (migration 0016): a process keeps the table in memory until the token it read with it changes."""
+
+    __tablename__ = "cache_versions"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token: Mapped[str] = mapped_column(String(64))
+
+
 class HeldAlert(AlertFields, Base):
     """An alert stored but kept out of incidents: `silenced` or `suppressed` (backpressure). Never dropped.
 

@@ -150,6 +150,12 @@ class ApiSettings(BaseSettings):
         description="Failed authentications allowed per client address (`limits` notation, e.g. 20/minute); past "
         "it the client gets 429 with Retry-After.",
     )
+    key_cache_seconds: float = Field(
+        default=1.0, ge=0,
+        description="How long an integration key found in memory is trusted without reading the database's change "
+        "token again (PagerDuty acknowledge/resolve, change events); alerts are always checked against the current "
+        "token in the transaction that stores them. 0: read the token on every request.",
+    )
 
     def local_url(self) -> str:
         """Where this machine reaches the API: a wildcard bind (0.0.0.0, ::) is reached on loopback."""

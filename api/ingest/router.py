@@ -9,7 +9,7 @@ import asyncio
 
 from fastapi import APIRouter, status
 
-from api.deps import AppState, BearerIntegration, DedupKeysDep, OutboxDep, RoutingKeyIntegration, StateDep
+from api.deps import AppState, BearerIntegration, DedupKeysDep, OutboxDep, RoutingKeyIntegration, StateDep, key_revoked
 from api.errors import ERROR_RESPONSES, ApiError
 from api.ingest import pagerduty
 from api.ingest.schemas import (
@@ -21,7 +21,9 @@ from api.ingest.schemas import (
     PagerDutyResponse,
 )
 from api.metrics import ALERTS_INGESTED
-from vigil.contracts import incident_ref
+from client.outbox import AlertOutbox, IngestResult
+from vigil.contracts import Alert, incident_ref
+from vigil.ingest.cache import KeyRevoked
 from vigil.ingest.fit import clean, clean_tree
 from vigil.ingest.store import IntegrationInfo
 from vigil.changes import routed_service
@@ -59,7 +61,7 @@ async def enqueue(
             group=p.group, klass=p.class_, custom_details=details, timestamp=p.timestamp, client_url=event.client_url,
             links=(event.model_extra or {}).get("links"), images=(event.model_extra or {}).get("images"),
         )
-        result = await outbox.ingest(integration, [alert])
+        result = await _ingest(outbox, integration, [alert])
         _count("enqueue", result.outcomes)
         if result.incidents:
             message = f"Event processed: {incident_ref(result.incidents[0])}"
@@ -132,12 +134,19 @@ async def alertmanager(
             "(set `max_alerts` in Alertmanager's webhook_config)", {"alerts": len(body.alerts), "limit": cap},
         )
     alerts = [from_alertmanager(a.model_dump(), body.commonLabels, body.externalURL) for a in body.alerts]
-    result = await outbox.ingest(integration, alerts)
+    result = await _ingest(outbox, integration, alerts)
     _count("alertmanager", result.outcomes)
     log.info("alertmanager webhook", alerts=len(alerts), integration=integration.name, incidents=result.incidents)
     return IngestResponse(
         alerts=len(alerts), incidents=[incident_ref(n) for n in result.incidents], outcomes=dict(result.outcomes)
     )
+
+
+async def _ingest(outbox: AlertOutbox, integration: IntegrationInfo, alerts: list[Alert]) -> IngestResult:
+    try:
+        return await outbox.ingest(integration, alerts)
+    except KeyRevoked:
+        raise key_revoked() from None
 
 
 def _count(endpoint: str, outcomes: dict[str, int]) -> None:

@@ -16,6 +16,7 @@ from vigil.matchers import Matcher, alert_labels, matches_all
 from vigil.models import AlertRow, HeldAlert, IncidentGroup, Silence, utcnow
 
 SILENCED, SUPPRESSED, PENDING = "silenced", "suppressed", "pending"
+SilenceReader = Callable[[Session, datetime], list[tuple[int, list[Matcher]]]]
 
 
 @dataclass
@@ -61,11 +62,11 @@ def _already_in_open_incident(
 
 def sort_batch(
     session: Session, alerts: Sequence[Alert], integration: IntegrationInfo, *, backlog_limit: int,
-    backlog: Callable[[Session], int] = backlog,
+    backlog: Callable[[Session], int] = backlog, silences_at: SilenceReader | None = None,
 ) -> Sorted:
     """Silences first; then, past the backlog limit, `info` alerts are suppressed (never `critical`)."""
     result = Sorted()
-    silences = active_silences(session, utcnow())
+    silences = (silences_at or active_silences)(session, utcnow())
     overloaded = any(a.severity == Severity.info for a in alerts) and backlog(session) > backlog_limit
     known = _already_in_open_incident(session, alerts, integration) if (silences or overloaded) else set()
     for alert in alerts:

@@ -30,6 +30,10 @@ class IntegrationInfo:
     auto_resolve: bool
     hold_resolution_seconds: int = 0
     rules: IntegrationRules = field(default_factory=IntegrationRules)
+    # Set when a sender's key was checked (vigil.ingest.cache): the key's hash and the integrations token it was
+    # checked under; the ingest transaction checks the key again only when the table changed since.
+    key_hash: str | None = field(default=None, compare=False, repr=False)
+    token: object = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, row: Integration) -> IntegrationInfo:
