@@ -164,6 +164,7 @@ class Stack:
     inbox: list[Email]  # each message, in arrival order
     responder_key: str  # an API key of a user with the responder role
     pids: dict[str, int]  # "worker process", "API process" -> pid (empty with single_process)
+    tmp: Path  # the run's temp dir (SQLite, data dir, logs), removed at the end
 
 
 class _Catcher:
@@ -271,7 +272,7 @@ async def vigil_stack(opts: StackOptions, tmp: Path) -> AsyncIterator[Stack]:
             Worker(env.client, task_queue=BASELINE_TASK_QUEUE, workflows=[BaselineWorkflow]),
             vigil as base_url,
         ):
-            yield Stack(env.client, sessions, base_url, key, integration_id, emails, inbox, responder_key, pids)
+            yield Stack(env.client, sessions, base_url, key, integration_id, emails, inbox, responder_key, pids, tmp)
     finally:
         await env.shutdown()
         smtp.stop()
