@@ -28,4 +28,6 @@ RUN useradd --system --uid 10001 --no-create-home --home-dir /app vigil \
 USER vigil
 
 EXPOSE 8000
-CMD ["uvicorn", "api.main:app", "--host", "0.0.0.0", "--port", "8000"]
+# uvicorn api.main:app on VIGIL_API_HOST:VIGIL_API_PORT with VIGIL_API_WORKERS processes (api/serve.py).
+ENV VIGIL_API_HOST=0.0.0.0 VIGIL_API_PORT=8000
+CMD ["python", "-m", "api.serve"]

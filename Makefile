@@ -56,7 +56,7 @@ worker: venv
 	$(BIN)/python worker.py
 
 api: venv
-	$(BIN)/python -m uvicorn api.main:app --host $${VIGIL_API_HOST:-127.0.0.1} --port $${VIGIL_API_PORT:-8000}
+	$(BIN)/python -m api.serve
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -40,8 +40,12 @@ REDELIVERY_CONCURRENCY = 10
 SUPPRESSED = Counter_(
     "vigil_alerts_suppressed_total", "info alerts stored as suppressed under backpressure", ["integration"]
 )
-OUTBOX = Gauge("vigil_outbox_alerts", "stored alerts not yet delivered to their incident's workflow")
-DEAD_LETTER = Gauge("vigil_alerts_dead_letter", "dead-lettered alerts waiting for an operator (docs/runbook.md)")
+OUTBOX = Gauge(
+    "vigil_outbox_alerts", "stored alerts not yet delivered to their incident's workflow", multiprocess_mode="max"
+)
+DEAD_LETTER = Gauge(
+    "vigil_alerts_dead_letter", "dead-lettered alerts waiting for an operator (docs/runbook.md)", multiprocess_mode="max"
+)
 REFUSED = Counter_(
     "vigil_alert_delivery_refusals_total", "alerts Temporal refused for a reason other than an outage", ["integration"]
 )

@@ -80,7 +80,7 @@ def test_api_and_worker_build_from_the_dockerfile() -> None:
         context = build if isinstance(build, str) else build.get("context", ".")
         dockerfile = "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
         assert (ROOT / context / dockerfile).resolve() == ROOT / "Dockerfile", name
-    assert "api.main:app" in command_text(svc["api"])
+    assert "api.serve" in command_text(svc["api"])  # uvicorn api.main:app with VIGIL_API_WORKERS processes
     assert "worker.py" in command_text(svc["worker"])
 
 

@@ -150,6 +150,11 @@ class ApiSettings(BaseSettings):
         description="Failed authentications allowed per client address (`limits` notation, e.g. 20/minute); past "
         "it the client gets 429 with Retry-After.",
     )
+    workers: int = Field(
+        default=1, ge=1,
+        description="API processes `python -m api.serve` (make api, the image, docker-compose) runs under one "
+        "uvicorn; /metrics sums their counters.",
+    )
     key_cache_seconds: float = Field(
         default=1.0, ge=0,
         description="How long an integration key found in memory is trusted without reading the database's change "
