@@ -264,18 +264,21 @@ class IncidentClient:
         return await self._bounded(handle.query(STATE_QUERY, result_type=IncidentState))
 
     async def _transition(self, number: int, update: str, verb: str, inp: BaseModel) -> TransitionResult:
-        """Run one update; the one place its refusals become domain errors."""
-        current = await asyncio.to_thread(self._status, number)  # IncidentNotFound before touching Temporal
+        """Run one update; the one place its refusals become domain errors. The incident's row is read only
+        when the update fails (IncidentNotFound, or what a missing workflow means), never on the way to it."""
         handle = await self._handle(number)
         try:
             result = await self._bounded(handle.execute_update(update, inp, result_type=TransitionResult))
         except WorkflowUpdateFailedError as err:
+            # An older workflow may not name the status it refused in: the row says it then.
+            current = await asyncio.to_thread(self._status, number) if _unnamed_refusal(err) else None
             if (refused := _refusal(err, number, current)) is None:
                 raise
             raise refused from err
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
+            current = await asyncio.to_thread(self._status, number)  # IncidentNotFound for an unknown number
             raise _no_workflow(number, current, verb) from err
         log.info("incident updated", update=update, incident=incident_ref(number), workflow_id=handle.id,
                  actor=inp.actor.label())  # type: ignore[attr-defined] - every transition input has an actor
@@ -307,6 +310,11 @@ def _refusal(err: WorkflowUpdateFailedError, number: int, current: IncidentStatu
         return TransitionRefused(number, _status_named(cause.details) or current or IncidentStatus.triggered,
                                  cause.message)
     return None
+
+
+def _unnamed_refusal(err: WorkflowUpdateFailedError) -> bool:
+    cause = err.cause
+    return isinstance(cause, ApplicationError) and cause.type == REFUSED_TRANSITION and _status_named(cause.details) is None
 
 
 def _status_named(details: Sequence[object]) -> IncidentStatus | None:

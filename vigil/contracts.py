@@ -378,6 +378,9 @@ class TransitionResult(BaseModel):
     number: int
     status: IncidentStatus
     previous: IncidentStatus
+    # The incident as the update left it (what the `state` query answers), when the workflow sends it: the API
+    # then answers a transition from it instead of querying the workflow again.
+    state: IncidentState | None = None
 
 
 class TimelineEntry(BaseModel):
@@ -759,6 +762,7 @@ class PostmortemDoneInput(BaseModel):
 
 IncidentState.model_rebuild()
 IncidentInput.model_rebuild()
+TransitionResult.model_rebuild()
 
 
 # --- heartbeat monitors: one HeartbeatMonitorWorkflow per monitor, a durable timer that check-ins reset ---

@@ -41,6 +41,7 @@ from vigil.contracts import (
     ResolveInput,
     Severity,
     SnoozeInput,
+    TransitionResult,
 )
 
 from vigil.ingest.fit import as_utc
@@ -142,8 +143,8 @@ async def acknowledge(
     """Stop the escalation. When this returns 200, no further page will start."""
     number = service.number_of(ref)
     inp = AcknowledgeInput(actor=_actor(user), note=body.note if body else None)
-    await counted("acknowledge", incidents.acknowledge(number, inp))
-    return await _detail(state, incidents, number)
+    result = await counted("acknowledge", incidents.acknowledge(number, inp))
+    return await _detail(state, incidents, number, result)
 
 
 @router.post("/{ref}/resolve", response_model=IncidentDetail, responses=TRANSITION_ERRORS)
@@ -152,8 +153,8 @@ async def resolve(
 ) -> IncidentDetail:
     """Resolve with a resolution note (required)."""
     number = service.number_of(ref)
-    await counted("resolve", incidents.resolve(number, ResolveInput(actor=_actor(user), resolution=body.resolution)))
-    return await _detail(state, incidents, number)
+    result = await counted("resolve", incidents.resolve(number, ResolveInput(actor=_actor(user), resolution=body.resolution)))
+    return await _detail(state, incidents, number, result)
 
 
 @router.post("/{ref}/snooze", response_model=IncidentDetail, responses=TRANSITION_ERRORS)
@@ -163,8 +164,8 @@ async def snooze(
     """Keep an acknowledged incident quiet for `minutes`; it re-triggers then unless resolved (409 otherwise)."""
     number = service.number_of(ref)
     inp = SnoozeInput(actor=_actor(user), seconds=body.minutes * 60, note=body.note)
-    await counted("snooze", incidents.snooze(number, inp))
-    return await _detail(state, incidents, number)
+    result = await counted("snooze", incidents.snooze(number, inp))
+    return await _detail(state, incidents, number, result)
 
 
 @router.post("/{ref}/notes", response_model=IncidentDetail, responses=TRANSITION_ERRORS)
@@ -173,8 +174,8 @@ async def add_note(
 ) -> IncidentDetail:
     """A note on the incident's timeline; with Jira sync on, it is also added to the issue as a comment."""
     number = service.number_of(ref)
-    await counted("note", incidents.note(number, NoteInput(actor=_actor(user), body=body.body)))
-    return await _detail(state, incidents, number)
+    result = await counted("note", incidents.note(number, NoteInput(actor=_actor(user), body=body.body)))
+    return await _detail(state, incidents, number, result)
 
 
 @router.post("/{ref}/assign", response_model=IncidentDetail, responses=TRANSITION_ERRORS)
@@ -183,18 +184,19 @@ async def assign(
 ) -> IncidentDetail:
     """Set (or clear) who owns the incident; with Jira sync on, the issue is assigned to the Jira user with that email."""
     number = service.number_of(ref)
-    await counted("assign", incidents.assign(number, AssignInput(actor=_actor(user), assignee=body.assignee)))
-    return await _detail(state, incidents, number)
+    result = await counted("assign", incidents.assign(number, AssignInput(actor=_actor(user), assignee=body.assignee)))
+    return await _detail(state, incidents, number, result)
 
 
 def _actor(user: Principal) -> Actor:
     return Actor(kind=ActorKind.user, name=user.email)
 
 
-async def _detail(state, incidents: IncidentClient, number: int) -> IncidentDetail:  # noqa: ANN001
+async def _detail(state, incidents: IncidentClient, number: int, result: TransitionResult) -> IncidentDetail:  # noqa: ANN001
     """The projected incident with the workflow's live state, which the projection may not have caught up to
-    (a responder made the change: the acknowledger is shown unmasked)."""
-    live = await incidents.state(number)
+    (a responder made the change: the acknowledger is shown unmasked). The state is the update's own result when
+    the workflow sends it; otherwise the workflow is asked."""
+    live = result.state if result.state is not None else await incidents.state(number)
     return await asyncio.to_thread(_projected, state, number, live, True)
 
 
