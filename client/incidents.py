@@ -7,6 +7,7 @@ only talks to incidents (the API) never loads workflow or activity code.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Sequence
 from typing import TypeVar
 
@@ -14,6 +15,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import WithStartWorkflowOperation, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import (
+    Priority,
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
@@ -45,6 +47,7 @@ from vigil.contracts import (
     COMPLETE_POSTMORTEM,
     DELIVERY_RECEIPT,
     INCIDENT_WORKFLOW,
+    PAGE_PRIORITY_KEY,
     POSTMORTEM_EDITED,
     REFUSED_CLOSED,
     REFUSED_NO_RESOLUTION,
@@ -85,6 +88,8 @@ from vigil.settings import Settings
 
 log = get_logger(__name__)
 T = TypeVar("T")
+# An update whose workflow task the server failed is run again (same id) this many times in all: `_update`.
+UPDATE_ATTEMPTS = 3
 
 
 class IncidentClient:
@@ -132,6 +137,8 @@ class IncidentClient:
             ),
             static_summary=details.static_summary(incident, lead),
             static_details=details.static_details(incident, lead, integration, s.core.public_url),
+            # Its workflow tasks, and the pages they schedule, run ahead of bookkeeping (vigil/contracts.py).
+            priority=Priority(priority_key=PAGE_PRIORITY_KEY),
         )
         inp = IncidentInput(
             number=incident.number,
@@ -268,7 +275,7 @@ class IncidentClient:
         when the update fails (IncidentNotFound, or what a missing workflow means), never on the way to it."""
         handle = await self._handle(number)
         try:
-            result = await self._bounded(handle.execute_update(update, inp, result_type=TransitionResult))
+            result = await self._bounded(_update(handle, update, inp))
         except WorkflowUpdateFailedError as err:
             # An older workflow may not name the status it refused in: the row says it then.
             current = await asyncio.to_thread(self._status, number) if _unnamed_refusal(err) else None
@@ -290,6 +297,32 @@ class IncidentClient:
             if row is None:
                 raise IncidentNotFound(number)
             return IncidentStatus(row.status)
+
+
+async def _update(handle: WorkflowHandle, update: str, inp: BaseModel) -> TransitionResult:
+    """Run an update, again (same update id) if the workflow task that ran it was failed by the server.
+
+    Temporal fails a workflow task that closes the workflow while a new event (a signal, a timer) arrived during
+    it (UnhandledCommand), and the update it carried answers WorkflowNotReady: it was not applied, and the next
+    workflow task sees both. Without this the caller of an ack or a close that raced a receipt got an error for
+    a transition that then went through when they retried.
+    """
+    update_id = str(uuid.uuid4())
+    for attempt in range(1, UPDATE_ATTEMPTS + 1):
+        try:
+            return await handle.execute_update(update, inp, id=update_id, result_type=TransitionResult)
+        except RPCError as err:
+            if attempt == UPDATE_ATTEMPTS or not _workflow_not_ready(err):
+                raise
+            log.info("update met a failed workflow task; running it again", update=update, workflow_id=handle.id,
+                     attempt=attempt)
+    raise AssertionError("unreachable")
+
+
+def _workflow_not_ready(err: RPCError) -> bool:
+    return err.status == RPCStatusCode.FAILED_PRECONDITION and any(
+        d.type_url.endswith("WorkflowNotReadyFailure") for d in err.grpc_status.details
+    )
 
 
 def _refusal(err: WorkflowUpdateFailedError, number: int, current: IncidentStatus | None = None) -> Exception | None:

@@ -145,4 +145,12 @@ async def test_pages_go_out_while_the_workers_database_is_down(
         async with build_worker(client, settings, session_factory(dead), executor):
             number = await trigger(api, keys)
             await eventually(lambda: len(inbox.for_incident(number)) == 1)
+
+            # The projection's local activity failed: it waits as a regular activity, retried until the
+            # database is back, so the rows catch up later (not lost with the local attempt).
+            async def projection_pending() -> bool:
+                desc = await client.get_workflow_handle(f"INC-{number}").describe()
+                return "project_incident" in [a.activity_type.name for a in desc.raw_description.pending_activities]
+
+            await eventually(projection_pending)
     dead.dispose()

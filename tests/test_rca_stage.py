@@ -33,6 +33,7 @@ from vigil.contracts import (
     PostmortemStatus,
     TransitionResult,
 )
+from client.incidents import IncidentClient
 from vigil.models import EvidenceQuery, NotificationAttempt, TimelineEvent
 from vigil.rca.figures import REMINDER_STEP
 from vigil.settings import RcaSettings, Settings
@@ -259,14 +260,20 @@ async def test_evidence_is_refreshed_on_demand(
 
 async def test_no_reminder_after_completion_when_both_fall_due_together(
     api: httpx.AsyncClient, worker: None, keys: Keys, client: Client, skipper: TimeSkipper,
-    sessions: sessionmaker[Session],
+    sessions: sessionmaker[Session], settings: Settings,
 ) -> None:
     number, handle = await resolved_critical(api, keys, client, "rca-8")
     await skipper.fast_forward(handle, timedelta(minutes=6))
-    # The first reminder falls due (1 h after the resolve) while the completion is on its way.
+
+    async def temporal() -> Client:
+        return client
+
+    # The first reminder falls due (1 h after the resolve) while the completion is on its way. The completion
+    # closes the workflow; an event arriving meanwhile makes the server fail that workflow task, and the API's
+    # client runs the update again (client/incidents.py `_update`).
     await asyncio.gather(
         skipper.fast_forward(handle, timedelta(minutes=55)),
-        handle.execute_update(COMPLETE_POSTMORTEM, PostmortemDoneInput(actor=RITA), result_type=TransitionResult),
+        IncidentClient(sessions, settings, temporal).complete_postmortem(number, PostmortemDoneInput(actor=RITA)),
     )
     sent = reminders(sessions, number)  # the completion returned: a reminder in flight has settled by now
     await handle.result()  # closed at once: the reopen window was over

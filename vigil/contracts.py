@@ -73,6 +73,11 @@ class Actor(BaseModel):
 
 # Workflow and message names, shared by the workflow's decorators and by callers that address it by name.
 INCIDENT_WORKFLOW = "IncidentWorkflow"
+# Temporal task priority keys (1 runs first; 3 is the server's default for work that sets none). An incident's
+# workflow tasks and its pages run ahead of bookkeeping (projections, Jira, evidence, reminders), so a backlog of
+# those never delays a page: docs/deploy.md, "Pages first".
+PAGE_PRIORITY_KEY = 1
+BACKGROUND_PRIORITY_KEY = 4
 ADD_ALERTS = "add_alerts"
 ACKNOWLEDGE = "acknowledge"
 SNOOZE = "snooze"
@@ -332,6 +337,9 @@ class IncidentInput(BaseModel):
     # The batch that opened the incident (a plain start carries it; later batches arrive as updates).
     alerts: list[Alert] = Field(default_factory=list)
     jira: JiraTarget | None = None
+    # The escalation policy, frozen by the API in the transaction that created the incident row: the workflow
+    # then pages without a `freeze_escalation_policy` activity first. None: the workflow freezes it itself.
+    plan: FrozenPolicy | None = None
     # Carried across continue-as-new.
     state: IncidentState | None = None
 

@@ -204,6 +204,11 @@ class WorkerSettings(BaseSettings):
     metrics_port: int = Field(default=9464, description="Prometheus metrics of the worker; 0 disables.")
     metrics_host: str = "127.0.0.1"
     max_concurrent_activities: int = 50
+    max_concurrent_local_activities: int = Field(
+        default=20, ge=1,
+        description="Short database writes of incidents (projections) run inside workflow tasks at once; the "
+        "activity thread pool holds this many threads beside max_concurrent_activities.",
+    )
     max_cached_workflows: int = Field(
         default=10_000, ge=1,
         description="Incidents kept in the worker's memory; set it above the peak of open incidents.",

@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         jira_sync_workflow_id,
     )
     from workflows.incident.details import temporal_url
+    from workflows.incident.options import BACKGROUND
     from workflows.incident.timeline import JIRA, Timeline
     from workflows.jira_sync import JiraSyncWorkflow
 
@@ -127,6 +128,7 @@ class JiraLink:
                     id=jira_sync_workflow_id(number),
                     parent_close_policy=ParentClosePolicy.ABANDON,  # it finishes the sync after the incident
                     static_summary=f"Jira sync of {incident_ref(number)}",
+                    priority=BACKGROUND,  # its workflow tasks and Jira calls queue behind every page
                 )
                 self._child_up = True
                 return

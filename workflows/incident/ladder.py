@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.policy import PolicyActivities
     from vigil.contracts import (
         Channel,
+        FrozenPolicy,
         IncidentInput,
         IncidentState,
         IncidentStatus,
@@ -93,6 +94,11 @@ class Ladder:
 
     # --- the ladder as the workflow sees it --------------------------------------------------
 
+    def frozen(self, plan: FrozenPolicy) -> None:
+        """Take the policy the API froze when it created the incident."""
+        self.s.plan = plan
+        self.timeline.record("policy", TIMER, f"Escalation policy frozen: {plan.name}")
+
     async def freeze_policy(self, policies: bool) -> None:
         """Freeze the policy routed for the incident (`policies`: the run has the escalation-policies patch)."""
         policy_input = LoadPolicyInput(service=self.s.service, severity=self.s.severity)
@@ -101,7 +107,7 @@ class Ladder:
                 PolicyActivities.freeze_escalation_policy, policy_input, start_to_close_timeout=STORE_TIMEOUT,
                 retry_policy=STORE_RETRY, summary="freeze escalation policy",
             )
-            self.timeline.record("policy", TIMER, f"Escalation policy frozen: {self.s.plan.name}")
+            self.frozen(self.s.plan)
         else:
             self.s.policy = await workflow.execute_activity_method(
                 PolicyActivities.load_escalation_policy, policy_input, start_to_close_timeout=STORE_TIMEOUT,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from temporalio.common import RetryPolicy
+from temporalio.common import Priority, RetryPolicy
+
+from vigil.contracts import BACKGROUND_PRIORITY_KEY
 
 STORE_TIMEOUT = timedelta(seconds=10)
 # DB projections must eventually land; retry forever with a capped backoff rather than fail the incident.
@@ -19,3 +21,9 @@ NOTIFY_RETRY = RetryPolicy(
 )
 RESOLVE_TIMEOUT = timedelta(seconds=10)
 RESOLVE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10))
+# Bookkeeping that must never queue ahead of a page (the incident's own tasks run at PAGE_PRIORITY_KEY).
+BACKGROUND = Priority(priority_key=BACKGROUND_PRIORITY_KEY)
+# The projection runs as a local activity inside the workflow task (no activity task, no extra workflow task);
+# a short bound, because the task's other commands (a page) wait for it. Past it the regular activity takes over.
+PROJECT_LOCAL_TIMEOUT = timedelta(seconds=2)
+PROJECT_LOCAL_RETRY = RetryPolicy(maximum_attempts=1)

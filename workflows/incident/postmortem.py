@@ -40,7 +40,8 @@ with workflow.unsafe.imports_passed_through():
     from vigil.escalation import human_duration
     from workflows.incident.jira_link import JiraLink
     from workflows.incident.ladder import InFlight, cause
-    from workflows.incident.options import NOTIFY_RETRY, STORE_RETRY, STORE_TIMEOUT
+    from workflows.incident.local import store
+    from workflows.incident.options import BACKGROUND, NOTIFY_RETRY, STORE_RETRY, STORE_TIMEOUT
     from workflows.incident.timeline import TIMER, Timeline
 
 # Marks runs with the RCA stage; runs started before it close when the reopen window elapses, as they did.
@@ -120,12 +121,11 @@ class Postmortem:
                 self._busy = False
 
     async def _open(self) -> None:
-        plan = await workflow.execute_activity(
+        plan = await store(
             "open_postmortem",
             OpenPostmortemInput(number=self.s.number, severity=self.s.severity, service=self.s.service,
                                 title=self.s.title),
-            result_type=PostmortemPlan, start_to_close_timeout=STORE_TIMEOUT, retry_policy=STORE_RETRY,
-            summary=f"postmortem required for {self.s.severity.value}?",
+            f"postmortem required for {self.s.severity.value}?", result_type=PostmortemPlan,
         )
         self.s.postmortem = PostmortemState(
             required=plan.required, remind_after_seconds=plan.remind_after_seconds,
@@ -231,6 +231,7 @@ class Postmortem:
                 GatherEvidenceInput(number=self.s.number, service=self.s.service, started_at=self.s.created_at,
                                     acknowledged_at=self.s.acknowledged_at, resolved_at=self.s.resolved_at),
                 result_type=EvidenceSummary, start_to_close_timeout=EVIDENCE_TIMEOUT, retry_policy=EVIDENCE_RETRY,
+                priority=BACKGROUND,
                 summary=f"gather evidence: Prometheus for {self.s.service} and the alerts' expressions, charts",
             )
         except ActivityError as err:
@@ -242,7 +243,8 @@ class Postmortem:
                                  f"{len(summary.charts)} chart(s)")
         progress = await workflow.execute_activity(
             "draft_postmortem", DraftPostmortemInput(number=self.s.number), result_type=PostmortemProgress,
-            start_to_close_timeout=EVIDENCE_TIMEOUT, retry_policy=STORE_RETRY, summary="draft the postmortem",
+            start_to_close_timeout=EVIDENCE_TIMEOUT, retry_policy=STORE_RETRY, priority=BACKGROUND,
+            summary="draft the postmortem",
         )
         self.edited(progress)
 
@@ -261,7 +263,7 @@ class Postmortem:
             result_type=RemindPostmortemResult, start_to_close_timeout=REMIND_TIMEOUT, retry_policy=NOTIFY_RETRY,
             # Completion waits for this to settle: if the activity has not started it never will.
             cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            summary=f"postmortem reminder {n}" + (" (and the manager)" if to_manager else ""),
+            priority=BACKGROUND, summary=f"postmortem reminder {n}" + (" (and the manager)" if to_manager else ""),
         )
         self._reminders.add(handle)
         try:

@@ -10,7 +10,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.projection import ProjectionActivities
     from vigil.contracts import Actor, ActorKind, IncidentProjection, IncidentState, TimelineEntry
-    from workflows.incident.options import STORE_RETRY, STORE_TIMEOUT
+    from workflows.incident.local import store
 
 SOURCE = Actor(kind=ActorKind.source, name="alert source")
 TIMER = Actor(kind=ActorKind.timer, name="timer")
@@ -60,7 +60,7 @@ class Timeline:
         """Project the incident row and new timeline entries to the DB (idempotent by seq)."""
         entries, self._pending = self._pending, []
         s = self.s
-        await workflow.execute_activity_method(
+        await store(
             ProjectionActivities.project_incident,
             IncidentProjection(
                 number=s.number,
@@ -77,7 +77,5 @@ class Timeline:
                 reopen_count=s.reopen_count,
                 timeline=entries,
             ),
-            start_to_close_timeout=STORE_TIMEOUT,
-            retry_policy=STORE_RETRY,
-            summary=f"project {s.status.value}: " + ", ".join(e.kind for e in entries)[:80],
+            f"project {s.status.value}: " + ", ".join(e.kind for e in entries)[:80],
         )

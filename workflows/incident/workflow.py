@@ -36,8 +36,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.incident.cancel import CancelRequests
     from workflows.incident.jira_link import JiraLink
     from workflows.incident.ladder import Ladder
-    from workflows.incident.options import STORE_RETRY, STORE_TIMEOUT
     from workflows.incident.postmortem import Postmortem
+    from workflows.incident.local import store
     from workflows.incident.timeline import SOURCE, TIMER, Timeline
     from workflows.incident.transitions import Transitions, refused
 
@@ -84,7 +84,10 @@ class IncidentWorkflow:
         self.timeline.start_projecting()  # beside the incident: a database outage delays rows, not pages
         self.jira.start()  # beside the pager too: the incident never waits on Jira
         if self.s.policy is None and self.s.plan is None:
-            await self.ladder.freeze_policy(workflow.patched(POLICIES_PATCH))
+            if self.inp.plan is not None:  # frozen by the API: page without an activity first
+                self.ladder.frozen(self.inp.plan)
+            else:
+                await self.ladder.freeze_policy(workflow.patched(POLICIES_PATCH))
             self.changes.ack_timeout_after_freeze()  # an ack accepted while the policy was being frozen
         while self.s.status != S.closed:
             self._show_details()
@@ -345,9 +348,9 @@ class IncidentWorkflow:
 
     async def _release_group(self) -> None:
         """Free the group key, so the group's next alert opens a new incident (idempotent)."""
-        await workflow.execute_activity_method(
+        await store(
             ProjectionActivities.release_group, ReleaseGroupInput(number=self.s.number, group_key=self.s.group_key),
-            start_to_close_timeout=STORE_TIMEOUT, retry_policy=STORE_RETRY, summary="release group key",
+            "release group key",
         )
 
     def _show_details(self) -> None:

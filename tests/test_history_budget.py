@@ -1,0 +1,65 @@
+"""What one incident costs Temporal: the history of a whole lifecycle stays small (issue 11).
+
+Every workflow task, activity task and event is server work: in a burst of new incidents it is what decides
+when the last first page goes out. The figures are exact (a history is deterministic), so they are tested
+here; how fast it all runs is measured by bench/, not here.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+
+import httpx
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import TimeSkipper
+
+from tests.conftest import Inbox, Keys
+from tests.flows import handle_of, trigger
+from tests.helpers import eventually
+
+# Events the dev server adds for time skipping; a production history has none of them.
+SKIPPING = {
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_OPTIONS_UPDATED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIME_SKIPPING_TRANSITIONED,
+}
+# Issue 11: one lifecycle in at most 60 events (it took 83: 13 workflow tasks, 9 activities, 4 upserts).
+BUDGET = 60
+
+
+async def lifecycle_events(handle: WorkflowHandle) -> list[EventType.ValueType]:
+    return [e.event_type async for e in handle.fetch_history_events() if e.event_type not in SKIPPING]
+
+
+async def activity_tasks(handle: WorkflowHandle) -> list[str]:
+    return [
+        e.activity_task_scheduled_event_attributes.activity_type.name async for e in handle.fetch_history_events()
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+
+
+async def test_a_full_lifecycle_fits_the_history_budget(
+    api: httpx.AsyncClient, worker: None, keys: Keys, inbox: Inbox, client: Client, skipper: TimeSkipper,
+) -> None:
+    """Trigger → first page → acknowledge → resolve → closed after the reopen window, over the real API."""
+    admin = keys.auth(keys.admin)
+    number = await trigger(api, keys)
+    await eventually(lambda: inbox.for_incident(number))
+    assert (await api.post(f"/api/v1/incidents/INC-{number}/acknowledge", headers=admin, json={})).status_code == 200
+    resolved = await api.post(f"/api/v1/incidents/INC-{number}/resolve", headers=admin, json={"resolution": "fixed"})
+    assert resolved.status_code == 200, resolved.text
+    handle = handle_of(client, number)
+    await skipper.fast_forward(handle, timedelta(minutes=6))  # past the reopen window (5 min)
+    assert (await handle.result())["status"] == "closed"
+
+    events = await lifecycle_events(handle)
+    kinds = Counter(EventType.Name(e).removeprefix("EVENT_TYPE_") for e in events)
+    assert len(events) <= BUDGET, f"{len(events)} events: {dict(kinds.most_common())}"
+    # The projections, the group release and the postmortem check run inside workflow tasks (local
+    # activities): the activity tasks left are the policy freeze and the page itself.
+    assert await activity_tasks(handle) == ["freeze_escalation_policy", "send_notification"]
+    timeline = (await api.get(f"/api/v1/incidents/INC-{number}", headers=admin)).json()["timeline"]
+    assert [t["kind"] for t in timeline if t["kind"] in ("triggered", "acknowledged", "resolved", "closed")] == [
+        "triggered", "acknowledged", "resolved", "closed",
+    ]
