@@ -151,7 +151,7 @@ class AlertOutbox:
                     backlog=self._backlog, silences_at=ingest_cache.active_silences(self.cache, tokens),
                 )
                 if sorted_.held:
-                    holding.store_held(session, sorted_.held, integration)
+                    holding.store_held(session, sorted_.held, integ)
                 out.held, passing, promoted = sorted_.outcomes, sorted_.passing, sorted_.promoted
             groups: dict[str, list[Alert]] = defaultdict(list)
             for alert in passing:
