@@ -155,6 +155,7 @@ class IncidentClient:
             temporal_ui_url=s.temporal.ui_url,
             namespace=s.temporal.namespace,
             jira=JiraTarget(project_key=s.jira.project_key, min_severity=s.jira.min_severity) if s.jira.enabled else None,
+            plan=incident.plan,
         )
         client = await self.client()
         if incident.created:

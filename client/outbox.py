@@ -15,12 +15,15 @@ from dataclasses import dataclass, field
 from prometheus_client import Counter as Counter_
 from prometheus_client import Gauge
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from client.connection import is_outage
 from client.errors import GroupKeptClosing, IncidentClosed, TemporalUnavailable, WorkflowTimeout
 from client.incidents import IncidentClient
 from vigil.db import transaction
+from vigil.escalation import default_plan
+from vigil.policies import service as policies
 from vigil.contracts import Alert, AlertStatus, Severity, incident_ref, workflow_id
 from vigil.ingest import cache as ingest_cache
 from vigil.ingest import fit, holding, store
@@ -158,7 +161,7 @@ class AlertOutbox:
                 groups[integ.group_key(alert)].append(alert)
             for key, batch in sorted(groups.items()):
                 lead = _lead(batch)
-                incident = store.join_or_create(session, key=key, lead=lead, integration=integ)
+                incident = self._with_plan(session, store.join_or_create(session, key=key, lead=lead, integration=integ))
                 upserted = store.upsert_alerts(session, number=incident.number, alerts=batch, integration=integ)
                 if promoted.get(key):  # stored in the incident's outbox now: the pending rows are released to it
                     holding.mark_released(session, dict.fromkeys(promoted[key], incident.number))
@@ -292,10 +295,26 @@ class AlertOutbox:
         # One transaction: a new incident's row is committed with its alerts or not at all, so the outbox
         # (alerts not yet delivered) always covers an incident whose workflow has not started.
         def work(session: Session) -> tuple[store.OpenIncident, store.UpsertResult]:
-            incident = store.join_or_create(session, key=key, lead=lead, integration=integration)
+            incident = self._with_plan(session, store.join_or_create(session, key=key, lead=lead, integration=integration))
             return incident, store.upsert_alerts(session, number=incident.number, alerts=batch, integration=integration)
 
         return transaction(self.sessions, work)
+
+    def _with_plan(self, session: Session, incident: store.OpenIncident) -> store.OpenIncident:
+        """A new incident with its escalation policy frozen now, in the transaction that creates its row, so its
+        workflow pages without a freeze activity first (IncidentInput.plan). Any database error leaves the plan
+        to the workflow (None) and the transaction intact (a savepoint): the alert is never refused for it."""
+        if not incident.created:
+            return incident
+        try:
+            with session.begin_nested():
+                plan = policies.freeze_policy(session=session, service=incident.service, severity=incident.severity,
+                                              default=default_plan(self.settings.escalation))
+        except SQLAlchemyError as err:
+            log.warning("escalation policy not frozen at intake; the workflow freezes it",
+                        incident=incident_ref(incident.number), error=str(err))
+            return incident
+        return dataclasses.replace(incident, plan=plan)
 
     def _release(self, key: str, number: int) -> None:
         with self.sessions.begin() as session:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from types import SimpleNamespace
 
 import httpx
+import pytest
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.testing import TimeSkipper
 from temporalio.worker import Worker
 
+import client.outbox as outbox_module
 from tests.conftest import Keys
 from tests.flows import handle_of, trigger
 from tests.helpers import eventually
@@ -20,10 +24,17 @@ from worker import WORKFLOWS, build_worker
 from workflows.incident import IncidentWorkflow
 
 
+def _policy_database_down(**_: object) -> None:
+    raise OperationalError("SELECT escalation_routes", {}, Exception("the policy database is down"))
+
+
 async def test_an_ack_before_the_policy_is_frozen_still_re_triggers(
     api: httpx.AsyncClient, keys: Keys, client: Client, settings: Settings, sessions: sessionmaker[Session],
-    skipper: TimeSkipper,
+    skipper: TimeSkipper, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # The API cannot read the policy when the incident opens (its database fails), so the alert is accepted and
+    # the workflow is started without a plan, to freeze it itself (client/outbox.py _with_plan).
+    monkeypatch.setattr(outbox_module, "policies", SimpleNamespace(freeze_policy=_policy_database_down))
     # Workflows only: the policy's freeze activity waits, so the ack is accepted while the policy is not frozen.
     async with Worker(client, task_queue=settings.temporal.task_queue, workflows=WORKFLOWS):
         number = await trigger(api, keys, "early-ack")

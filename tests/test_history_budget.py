@@ -57,8 +57,9 @@ async def test_a_full_lifecycle_fits_the_history_budget(
     kinds = Counter(EventType.Name(e).removeprefix("EVENT_TYPE_") for e in events)
     assert len(events) <= BUDGET, f"{len(events)} events: {dict(kinds.most_common())}"
     # The projections, the group release and the postmortem check run inside workflow tasks (local
-    # activities): the activity tasks left are the policy freeze and the page itself.
-    assert await activity_tasks(handle) == ["freeze_escalation_policy", "send_notification"]
+    # activities), and the API froze the policy with the incident's row (IncidentInput.plan): the one activity
+    # task left is the page itself.
+    assert await activity_tasks(handle) == ["send_notification"]
     timeline = (await api.get(f"/api/v1/incidents/INC-{number}", headers=admin)).json()["timeline"]
     assert [t["kind"] for t in timeline if t["kind"] in ("triggered", "acknowledged", "resolved", "closed")] == [
         "triggered", "acknowledged", "resolved", "closed",

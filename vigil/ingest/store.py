@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from vigil.contracts import Alert, AlertLink, AlertStatus, IncidentStatus, Severity
+from vigil.contracts import Alert, AlertLink, AlertStatus, FrozenPolicy, IncidentStatus, Severity
 from vigil.ingest.fit import fit_group_key
 from vigil.normalize import group_key
 from vigil.rules import IntegrationRules
@@ -81,6 +81,9 @@ class OpenIncident:
     service: str
     severity: Severity
     title: str
+    # A new incident's escalation policy, frozen in the transaction that created its row (IncidentInput.plan);
+    # None: its workflow freezes it itself.
+    plan: FrozenPolicy | None = None
 
 
 def join_or_create(session: Session, *, key: str, lead: Alert, integration: IntegrationInfo) -> OpenIncident:
