@@ -17,8 +17,8 @@ COPY api ./api
 COPY deploy ./deploy
 COPY vigilctl ./vigilctl
 COPY migrations ./migrations
-# Bytecode is compiled at build time: the workflow sandbox re-imports workflows/ for every new workflow
-# instance, and compiling it from source each time costs ~9 ms of worker CPU (docs/benchmarks.md).
+# Bytecode is compiled at build time (PYTHONDONTWRITEBYTECODE-style read-only images would compile every module
+# at each start; the replay gate's sandbox imports workflows/ once per history it replays).
 RUN pip install . && python -m compileall -q /app
 
 # .data exists and belongs to the app user so a named volume mounted there inherits that ownership.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import compileall
 import logging
 import os
 import sys
@@ -16,7 +15,7 @@ from prometheus_client import start_http_server
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
-from temporalio.worker import Worker, WorkerDeploymentConfig
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkerDeploymentConfig
 
 from activities.channels import EmailSender
 from activities.evidence import EvidenceActivities
@@ -51,9 +50,16 @@ from workflows.heartbeat import HeartbeatMonitorWorkflow
 from workflows.incident import IncidentWorkflow
 from workflows.jira_sync import JiraSyncWorkflow
 from workflows.reconcile import OutboxReconcileWorkflow, ReconcilerWorkflow
-import workflows
 
 log = get_logger("vigil.worker")
+# Workflows run without the SDK's sandbox. The sandbox imported a workflow's module afresh for every instance
+# (re-running its class definitions) and wrapped every activation in its import machinery: in a burst of 300 new
+# incidents that was a third of the worker's CPU (docs/benchmarks.md, "Where the worker's time went"), and it
+# guarded nothing of ours, since every module under workflows/ already passed through it (imports_passed_through).
+# Determinism is kept by other means: workflows/ may not import I/O libraries (import-linter, tests/test_layers.py),
+# keeps no module-level state, and every change replays the committed histories (tests/test_replay.py) and, before
+# a rollout, the live ones (`vigil-deploy check`, which still replays inside the sandbox).
+WORKFLOW_RUNNER = UnsandboxedWorkflowRunner()
 # Every workflow this build runs: the worker registers them, and the replay gate (`vigil-deploy check`) replays
 # the live histories of their types against them.
 WORKFLOWS = [
@@ -93,6 +99,7 @@ def build_worker(
         client,
         task_queue=settings.temporal.task_queue,
         workflows=WORKFLOWS,
+        workflow_runner=WORKFLOW_RUNNER,
         activities=[
             policy.load_escalation_policy,
             policy.freeze_escalation_policy,
@@ -180,24 +187,9 @@ def _constant(client: Client) -> Callable[[], Awaitable[Client]]:
     return get
 
 
-def compile_workflow_code() -> None:
-    """Write the bytecode of the workflow modules if it is missing or stale. The sandbox imports them afresh for
-    every workflow instance it creates; with no .pyc to load (PYTHONDONTWRITEBYTECODE=1, as in many images and
-    shells), each of those imports compiles them from source: ~9 ms of worker CPU per new incident
-    (docs/benchmarks.md). Python loads a .pyc it finds whatever that variable says."""
-    for path in workflows.__path__:
-        try:
-            if not compileall.compile_dir(path, quiet=1):
-                log.warning("workflow bytecode not written: every new incident compiles its code", path=path)
-        except OSError as err:  # a read-only install: the image should have compiled it at build time
-            log.warning("workflow bytecode not written: every new incident compiles its code", path=path,
-                        error=str(err))
-
-
 async def main() -> None:
     settings = get_settings()
     configure_logging(settings.core.log_format, settings.core.log_level)
-    compile_workflow_code()
     if settings.worker.metrics_port:
         start_http_server(settings.worker.metrics_port, addr=settings.worker.metrics_host)
     engine = create_db_engine(settings.core.database_url)
