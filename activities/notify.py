@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
@@ -221,15 +221,14 @@ class NotifyActivities:
                     .values(status="lost", finished_at=utcnow(),
                             error=f"no answer from this attempt's worker; retried as attempt {attempt}")
                 )
-            row = NotificationAttempt(
-                incident_number=inp.number, idempotency_key=inp.idempotency_key, attempt=attempt,
-                step=inp.label[:100], channel=inp.target_channel.value, target=inp.address[:320],
-                recipient=inp.recipient.name[:200] if inp.recipient else None, provider=provider,
-                status="sending", started_at=utcnow(),
-            )
-            session.add(row)
-            session.flush()
-            return row.id
+            return session.execute(
+                insert(NotificationAttempt).values(
+                    incident_number=inp.number, idempotency_key=inp.idempotency_key, attempt=attempt,
+                    step=inp.label[:100], channel=inp.target_channel.value, target=inp.address[:320],
+                    recipient=inp.recipient.name[:200] if inp.recipient else None, provider=provider,
+                    status="sending", started_at=utcnow(),
+                ).returning(NotificationAttempt.id)
+            ).scalar_one()
 
     def _finish(
         self, inp: NotifyInput, row_id: int | None, status: str, *, provider_message_id: str | None = None,
@@ -244,11 +243,15 @@ class NotifyActivities:
             return
         try:
             with self.sessions.begin() as session:
-                row = session.get_one(NotificationAttempt, row_id)
-                row.status, row.provider_message_id, row.error = status, provider_message_id, error
-                row.finished_at = utcnow()
-                if status == "sent" and row.receipt is None:
-                    self._take_receipt(session, row)
+                session.execute(
+                    update(NotificationAttempt).where(NotificationAttempt.id == row_id)
+                    .values(status=status, provider_message_id=provider_message_id, error=error, finished_at=utcnow())
+                )
+                # Only a retried page has earlier attempts, whose receipt may belong to this one.
+                if status == "sent" and activity.info().attempt > 1:
+                    row = session.get_one(NotificationAttempt, row_id)
+                    if row.receipt is None:
+                        self._take_receipt(session, row)
         except SQLAlchemyError as err:
             log.error("notification log unavailable", incident=incident_ref(inp.number), error=str(err))
 
