@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import itertools
 import threading
 import uuid
 from collections.abc import Iterator
@@ -34,27 +35,54 @@ log = get_logger(__name__)
 HEARTBEAT_EVERY_SECONDS = 1.0
 
 
+class _Beats:
+    """One helper thread heartbeats every page being sent, instead of a thread started per page (whose start
+    and stop were a noticeable part of the worker's CPU in a burst of pages)."""
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self._lock = threading.Lock()
+        self._sending: dict[int, contextvars.Context] = {}
+        self._keys = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def add(self, ctx: contextvars.Context) -> int:
+        with self._lock:
+            key = next(self._keys)
+            self._sending[key] = ctx
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="notify-heartbeats", daemon=True)
+                self._thread.start()
+        return key
+
+    def remove(self, key: int) -> None:
+        with self._lock:  # waits out a pass in progress: no beat for this page after it returns
+            self._sending.pop(key, None)
+
+    def _run(self) -> None:
+        pause = threading.Event()
+        while not pause.wait(self.every):
+            with self._lock:
+                for ctx in self._sending.values():
+                    try:
+                        ctx.run(activity.heartbeat)
+                    except (TimeoutError, RuntimeError) as err:  # a busy or closing event loop: next beat
+                        log.warning("notification heartbeat not sent", error=repr(err))
+
+
+_BEATS = _Beats(HEARTBEAT_EVERY_SECONDS)
+
+
 @contextmanager
-def heartbeating(every: float = HEARTBEAT_EVERY_SECONDS) -> Iterator[None]:
-    """Heartbeat from a helper thread while the activity's thread blocks in a send (SMTP, HTTP)."""
-    stop = threading.Event()
-    ctx = contextvars.copy_context()  # the activity context, so activity.heartbeat works on the helper thread
-
-    def beat() -> None:
-        while not stop.wait(every):
-            try:
-                ctx.run(activity.heartbeat)
-            except (TimeoutError, RuntimeError) as err:  # a busy or closing event loop: try again next beat
-                log.warning("notification heartbeat not sent", error=repr(err))
-
+def heartbeating() -> Iterator[None]:
+    """Heartbeat (about every second) while the activity's thread blocks in a send (SMTP, HTTP)."""
     activity.heartbeat()
-    helper = threading.Thread(target=beat, name="notify-heartbeat", daemon=True)
-    helper.start()
+    # The activity context, so that activity.heartbeat works on the helper thread.
+    key = _BEATS.add(contextvars.copy_context())
     try:
         yield
     finally:
-        stop.set()
-        helper.join()
+        _BEATS.remove(key)
 
 
 @dataclass(frozen=True)
