@@ -78,3 +78,29 @@ async def test_acknowledging_an_unknown_incident_is_a_404(api: httpx.AsyncClient
     resp = await api.post("/api/v1/incidents/INC-987654/acknowledge", headers=keys.auth(keys.responder), json={})
     assert resp.status_code == 404, resp.text
     assert resp.json()["error"]["code"] == "not_found"
+
+
+async def test_the_incident_workflow_answers_a_transition_with_its_state(
+    api: httpx.AsyncClient, worker: None, keys: Keys, client: Client, settings: Settings,
+    sessions: sessionmaker[Session],
+) -> None:
+    """The real workflow sends the state with every transition's result, without its per-alert and per-page
+    records (which can be large, and would sit in the history event of every update)."""
+    from client.incidents import IncidentClient
+    from tests.flows import trigger
+    from tests.helpers import eventually
+    from vigil.contracts import Actor, ActorKind
+
+    number = await trigger(api, keys, dedup_key="answer-1")
+
+    async def temporal() -> Client:
+        return client
+
+    incidents = IncidentClient(sessions, settings, temporal)
+    await eventually(lambda: incidents.state(number))
+    result = await incidents.acknowledge(number, AcknowledgeInput(actor=Actor(kind=ActorKind.user, name="rita@test")))
+    assert result.state is not None
+    assert (result.state.status, result.state.acknowledged_by) == (IncidentStatus.acknowledged, "user:rita@test")
+    assert result.state.retrigger_at is not None  # the ack timeout, which the API shows as retriggers_at
+    assert (result.state.alerts, result.state.pages) == ({}, {})
+    assert (await incidents.state(number)).alerts  # the query still has them

@@ -386,8 +386,9 @@ class TransitionResult(BaseModel):
     number: int
     status: IncidentStatus
     previous: IncidentStatus
-    # The incident as the update left it (what the `state` query answers), when the workflow sends it: the API
-    # then answers a transition from it instead of querying the workflow again.
+    # The incident as the update left it (what the `state` query answers, less `alerts`, `pages` and
+    # `receipts_seen`: IncidentState.summary), when the workflow sends it: the API then answers a transition
+    # from it instead of querying the workflow again.
     state: IncidentState | None = None
 
 
@@ -527,6 +528,11 @@ class IncidentState(BaseModel):
     @property
     def alert_count(self) -> int:
         return len(self.alerts) + self.untracked_alerts
+
+    def summary(self) -> IncidentState:
+        """This state without its per-alert, per-page and receipt records, which can be large (thousands of
+        alerts): small enough to answer every transition with (and to keep in its history event)."""
+        return self.model_copy(update={"alerts": {}, "pages": {}, "receipts_seen": []})
 
     def alert_digest(self) -> list[AlertState]:
         """The first DIGEST_ALERTS alerts, firing first, for pages and the Jira issue."""

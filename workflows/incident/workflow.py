@@ -194,7 +194,7 @@ class IncidentWorkflow:
         previous = self.s.status
         self.changes.acknowledge(inp.actor, inp.note)
         await self.ladder.stop()
-        return TransitionResult(number=self.s.number, status=self.s.status, previous=previous)
+        return self._result(previous)
 
     @acknowledge.validator
     def _validate_acknowledge(self, inp: AcknowledgeInput) -> None:
@@ -204,7 +204,7 @@ class IncidentWorkflow:
     def snooze(self, inp: SnoozeInput) -> TransitionResult:
         """Keep an acknowledged incident quiet for a while; it re-triggers when the snooze ends."""
         self.changes.snooze(inp.actor, timedelta(seconds=inp.seconds), inp.note)
-        return TransitionResult(number=self.s.number, status=self.s.status, previous=self.s.status)
+        return self._result(self.s.status)
 
     @snooze.validator
     def _validate_snooze(self, inp: SnoozeInput) -> None:
@@ -218,7 +218,7 @@ class IncidentWorkflow:
             self.jira.assign(inp.assignee)
         self.timeline.record("assigned", inp.actor, f"Assigned to {inp.assignee}" if inp.assignee else "Unassigned")
         self._show_details()
-        return TransitionResult(number=self.s.number, status=self.s.status, previous=self.s.status)
+        return self._result(self.s.status)
 
     @assign.validator
     def _validate_assign(self, inp: AssignInput) -> None:
@@ -230,7 +230,7 @@ class IncidentWorkflow:
         self.timeline.record("note", inp.actor, inp.body)
         if inp.actor.kind != ActorKind.jira:
             self.jira.comment(f"Note from {inp.actor.label()} in Vigil: {inp.body}")
-        return TransitionResult(number=self.s.number, status=self.s.status, previous=self.s.status)
+        return self._result(self.s.status)
 
     @add_note.validator
     def _validate_note(self, inp: NoteInput) -> None:
@@ -249,7 +249,7 @@ class IncidentWorkflow:
         except InvalidTransition as err:
             raise refused(err) from None
         await self.ladder.stop()
-        return TransitionResult(number=self.s.number, status=self.s.status, previous=previous)
+        return self._result(previous)
 
     @resolve.validator
     def _validate_resolve(self, inp: ResolveInput) -> None:
@@ -261,7 +261,7 @@ class IncidentWorkflow:
     def reopen(self, inp: ReopenInput) -> TransitionResult:
         """A person reopens a resolved incident (from Jira): back to triggered, and the ladder starts again."""
         self.changes.reopen(inp.actor, f"Reopened by {inp.actor.label()}" + (f": {inp.note}" if inp.note else ""))
-        return TransitionResult(number=self.s.number, status=self.s.status, previous=S.resolved)
+        return self._result(S.resolved)
 
     @reopen.validator
     def _validate_reopen(self, inp: ReopenInput) -> None:
@@ -276,7 +276,7 @@ class IncidentWorkflow:
     def refresh_evidence(self, inp: RefreshEvidenceInput) -> TransitionResult:
         """Gather the postmortem's evidence again, beside the incident (e.g. Prometheus was down at the resolve)."""
         self.postmortem.refresh(inp.actor)
-        return TransitionResult(number=self.s.number, status=self.s.status, previous=self.s.status)
+        return self._result(self.s.status)
 
     @refresh_evidence.validator
     def _validate_refresh(self, inp: RefreshEvidenceInput) -> None:
@@ -287,7 +287,7 @@ class IncidentWorkflow:
     async def complete_postmortem(self, inp: PostmortemDoneInput) -> TransitionResult:
         """No reminder starts after this returns; the incident closes once the reopen window is over."""
         await self.postmortem.done(PostmortemStatus.complete, inp.actor)
-        return TransitionResult(number=self.s.number, status=self.s.status, previous=self.s.status)
+        return self._result(self.s.status)
 
     @complete_postmortem.validator
     def _validate_complete(self, inp: PostmortemDoneInput) -> None:
@@ -298,7 +298,7 @@ class IncidentWorkflow:
     async def waive_postmortem(self, inp: PostmortemDoneInput) -> TransitionResult:
         """An admin lets the incident close without a postmortem; the reason goes on the timeline."""
         await self.postmortem.done(PostmortemStatus.waived, inp.actor, inp.reason.strip())
-        return TransitionResult(number=self.s.number, status=self.s.status, previous=self.s.status)
+        return self._result(self.s.status)
 
     @waive_postmortem.validator
     def _validate_waive(self, inp: PostmortemDoneInput) -> None:
@@ -311,7 +311,7 @@ class IncidentWorkflow:
     def close(self, inp: CloseInput) -> TransitionResult:
         """Close a resolved incident now, without waiting out the reopen window."""
         self.changes.close(inp.actor, f"Closed by {inp.actor.label()}" + (f": {inp.note}" if inp.note else ""))
-        return TransitionResult(number=self.s.number, status=self.s.status, previous=S.resolved)
+        return self._result(S.resolved)
 
     @close.validator
     def _validate_close(self, inp: CloseInput) -> None:
@@ -352,6 +352,11 @@ class IncidentWorkflow:
             ProjectionActivities.release_group, ReleaseGroupInput(number=self.s.number, group_key=self.s.group_key),
             "release group key",
         )
+
+    def _result(self, previous: IncidentStatus) -> TransitionResult:
+        """A transition's answer, with the state it left (less its per-alert and per-page records): the API
+        answers from it instead of querying the workflow again."""
+        return TransitionResult(number=self.s.number, status=self.s.status, previous=previous, state=self.s.summary())
 
     def _show_details(self) -> None:
         details.show(self.s, self.ladder.next_step_line(), self.postmortem.line())
