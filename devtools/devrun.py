@@ -235,6 +235,11 @@ def temporal_binary() -> str:
     return found
 
 
+# Tasks are ordered by priority within one partition of a task queue: new tasks go to one partition (reads keep the
+# default 4, so a backlog an older `make run` left in partitions 1 to 3 is still read). docs/deploy.md, Pages first.
+PAGES_FIRST_FLAGS = ["--dynamic-config-value", "matching.numTaskqueueWritePartitions=1"]
+
+
 def temporal_command(data_dir: Path, ip: str, port: int, ui_port: int) -> list[str]:
     """`temporal server start-dev` with persistent SQLite state and Vigil's search attributes."""
     return [
@@ -243,6 +248,7 @@ def temporal_command(data_dir: Path, ip: str, port: int, ui_port: int) -> list[s
         "--ip", ip, "--port", str(port), "--ui-port", str(ui_port),
         "--log-level", "warn",
         *cli_flags(),
+        *PAGES_FIRST_FLAGS,
     ]
 
 

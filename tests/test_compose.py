@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from vigil.search_attributes import SEARCH_ATTRIBUTES
-from vigil.settings import WorkerSettings, env_names
+from vigil.settings import TemporalSettings, WorkerSettings, env_names
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = {"postgresql", "temporal", "temporal-ui", "temporal-setup", "migrate", "api", "worker"}
@@ -104,3 +104,17 @@ def test_the_image_holds_every_runtime_package() -> None:
     packages = {p.rstrip("*") for p in include} - {"devtools"}
     copied = set(re.findall(r"^COPY\s+(\w+)\s+\./\1\s*$", (ROOT / "Dockerfile").read_text(), re.MULTILINE))
     assert packages <= copied, f"Dockerfile does not COPY {sorted(packages - copied)}"
+
+
+def test_temporal_orders_pages_first() -> None:
+    """The compose Temporal (auto-setup before 1.31) gets the priority matcher and one write partition for the
+    vigil queue from a mounted dynamic config file; without it priority keys are stored and ignored."""
+    temporal = services()["temporal"]
+    path = environment(temporal)["DYNAMIC_CONFIG_FILE_PATH"]
+    mounts = {target.split(":")[0]: source for source, _, target in (v.partition(":") for v in temporal["volumes"])}
+    source = mounts[f"/etc/temporal/{path}"]
+    config = yaml.safe_load((ROOT / source).read_text())
+    assert config["matching.useNewMatcher"] == [{"value": True}]
+    assert config["matching.numTaskqueueWritePartitions"] == [
+        {"value": 1, "constraints": {"taskQueueName": TemporalSettings.model_fields["task_queue"].default}}
+    ]
