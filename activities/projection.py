@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import cache
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
@@ -20,12 +20,21 @@ COUNTED_KINDS = {s.value for s in IncidentStatus} | {"reopened"}
 PROJECTED = tuple(n for n in IncidentProjection.model_fields if n not in ("number", "timeline"))
 # Built once, with bound parameters, so each projection only binds values: building and compiling statements
 # from the values themselves was most of this activity's CPU.
+# Only a live row, and only from the newest projection: an attempt that outlived its timeout (a local attempt
+# cut off after 2 s, its thread still blocked on a lock) and commits after a later projection did must not put
+# the row back to an older state. The later projection stored entries past this one's last seq.
 UPDATE_LIVE = (
     update(Incident)
-    .where(Incident.number == bindparam("p_number"), Incident.workflow_status.is_(None))
+    .where(
+        Incident.number == bindparam("p_number"),
+        Incident.workflow_status.is_(None),
+        ~exists().where(TimelineEvent.incident_number == bindparam("p_number"),
+                        TimelineEvent.seq > bindparam("p_last_seq")),
+    )
     .values({name: bindparam(f"p_{name}") for name in PROJECTED})
     .returning(Incident.number)
 )
+NO_SEQ = 2**62  # a projection without entries: nothing to be older than
 
 
 @cache
@@ -55,14 +64,19 @@ class ProjectionActivities:
         }
         with self.sessions.begin() as session:
             conn = session.connection()
-            if conn.execute(UPDATE_LIVE, {"p_number": inp.number, **params}).first() is None:
-                ended = conn.execute(select(Incident.workflow_status).where(Incident.number == inp.number)).first()
-                if ended is None:
+            last_seq = max((e.seq for e in inp.timeline), default=NO_SEQ)
+            if conn.execute(UPDATE_LIVE, {"p_number": inp.number, "p_last_seq": last_seq, **params}).first() is None:
+                row = conn.execute(select(Incident.workflow_status).where(Incident.number == inp.number)).first()
+                if row is None:
                     raise RuntimeError(f"{incident_ref(inp.number)} has no row yet")  # retried: the API writes it first
-                # A late attempt from a run that was terminated: the row says how it ended, and keeps saying it.
-                log.warning("projection of an ended incident dropped", incident=incident_ref(inp.number),
-                            workflow_status=ended.workflow_status, entries=len(inp.timeline))
-                return
+                if row.workflow_status is not None:
+                    # A late attempt from a run that was terminated: the row says how it ended, and keeps saying it.
+                    log.warning("projection of an ended incident dropped", incident=incident_ref(inp.number),
+                                workflow_status=row.workflow_status, entries=len(inp.timeline))
+                    return
+                # A later projection landed first: its fields stand; this one's entries are stored below.
+                log.info("late projection: the row keeps the newer state", incident=incident_ref(inp.number),
+                         last_seq=last_seq)
             fresh: list[str] = []
             if inp.timeline:
                 fresh = list(conn.execute(
