@@ -85,6 +85,19 @@ def heartbeating() -> Iterator[None]:
         _BEATS.remove(key)
 
 
+def _why_cancelled() -> str:
+    """Why Temporal cancelled this attempt, for the notification log: an ack (or resolve) cancels the page; an
+    attempt that missed its heartbeat timeout (an overloaded worker) or whose worker shuts down is retried."""
+    details = activity.cancellation_details()
+    if details is None or details.cancel_requested:
+        return "acknowledged"
+    if details.timed_out:
+        return "timed out: retried"
+    if details.worker_shutdown:
+        return "worker shutting down: retried"
+    return "cancelled by Temporal"
+
+
 @dataclass(frozen=True)
 class Links:
     """Where people and providers reach Vigil back: the one-click ack link and the provider callback URL."""
@@ -142,7 +155,7 @@ class NotifyActivities:
                 return NotifyResult(status="sent", provider_message_id=recorded[0])
             row_id = self._start(inp, info.attempt, self._provider_name(channel))
             if activity.is_cancelled():
-                self._finish(inp, row_id, "cancelled", error="cancelled before sending (acknowledged)")
+                self._finish(inp, row_id, "cancelled", error=f"cancelled before sending ({_why_cancelled()})")
                 raise CancelledError("cancelled before sending")
             bound.info("notification started", channel=channel.value, step=inp.label, call=inp.call)
             try:
