@@ -26,7 +26,7 @@ class EvidenceActivities:
     def __init__(self, sessions: sessionmaker[Session], rca: RcaSettings, store: ArtifactStore) -> None:
         self.sessions, self.rca, self.store = sessions, rca, store
 
-    @activity.defn
+    @activity.defn(no_thread_cancel_exception=True)
     def gather_evidence(self, inp: GatherEvidenceInput) -> EvidenceSummary:
         """Query, chart and store every series, replacing the incident's earlier evidence; return only names."""
         with self.sessions() as session:

@@ -35,7 +35,7 @@ class HandoffActivities:
         self.email = email
         self.public_url = public_url.rstrip("/")
 
-    @activity.defn
+    @activity.defn(no_thread_cancel_exception=True)
     def plan_handoff(self, inp: HandoffPlanInput) -> HandoffPlan:
         """The schedule's next handoff to someone after `inp.after`, within the horizon (None past it)."""
         horizon = timedelta(seconds=inp.horizon_seconds)
@@ -53,7 +53,7 @@ class HandoffActivities:
                 return HandoffPlan(at=at, user_id=found.user_id)
         return HandoffPlan()
 
-    @activity.defn
+    @activity.defn(no_thread_cancel_exception=True)
     def notify_handoff(self, inp: HandoffNotice) -> HandoffNoticeResult:
         """Email whoever takes over at `inp.at`, if the schedule still hands off to them then."""
         with self.sessions() as session:

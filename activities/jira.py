@@ -87,7 +87,7 @@ class JiraActivities:
             client = self._local.client = self._factory(self.settings)
         return client
 
-    @activity.defn
+    @activity.defn(no_thread_cancel_exception=True)
     def apply_jira_op(self, inp: JiraCallInput) -> JiraCallResult:
         """Apply one change to the incident's Jira issue; errors are classified for Temporal's retry policy."""
         started = time.monotonic()

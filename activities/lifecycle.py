@@ -130,7 +130,7 @@ class LifecycleActivities:
                       operator_incident=operator)
         return marked
 
-    @activity.defn
+    @activity.defn(no_thread_cancel_exception=True)
     def close_lost_attempts(self, inp: EndedCheckInput) -> int:
         """Close attempts left `sending` past any attempt's timeout as `lost`; how many."""
         # Their worker died and no retry followed (an ack came first, or it was the last attempt); a retry

@@ -62,12 +62,15 @@ class _Beats:
     def _run(self) -> None:
         pause = threading.Event()
         while not pause.wait(self.every):
-            with self._lock:
+            missed: list[BaseException] = []
+            with self._lock:  # held only to beat (a non-blocking hand-off to the event loop), never to log
                 for ctx in self._sending.values():
                     try:
                         ctx.run(activity.heartbeat)
                     except (TimeoutError, RuntimeError) as err:  # a busy or closing event loop: next beat
-                        log.warning("notification heartbeat not sent", error=repr(err))
+                        missed.append(err)
+            for err in missed:
+                log.warning("notification heartbeat not sent", error=repr(err))
 
 
 _BEATS = _Beats(HEARTBEAT_EVERY_SECONDS)

@@ -20,7 +20,7 @@ class PeopleActivities:
         self.sessions = sessions
         self.escalation = escalation
 
-    @activity.defn
+    @activity.defn(no_thread_cancel_exception=True)
     def resolve_targets(self, inp: ResolveTargetsInput) -> ResolveTargetsResult:
         """Who a step pages right now: users, group members, whoever is on call, webhooks."""
         try:

@@ -20,7 +20,7 @@ class PolicyActivities:
         self.sessions = sessions
         self.escalation = escalation
 
-    @activity.defn
+    @activity.defn(no_thread_cancel_exception=True)
     def freeze_escalation_policy(self, inp: LoadPolicyInput) -> FrozenPolicy:
         """The policy routed for this service and severity, with its waits scaled, frozen into a new incident;
         the built-in ladder from settings when no route matches."""
@@ -36,7 +36,7 @@ class PolicyActivities:
         log.info("escalation policy frozen", workflow_id=activity.info().workflow_id, policy=plan.name)
         return plan
 
-    @activity.defn
+    @activity.defn(no_thread_cancel_exception=True)
     def load_escalation_policy(self, inp: LoadPolicyInput) -> LegacyPolicy:
         """The fixed ladder of incidents started before escalation policies (kept for their replay)."""
         return legacy_default_policy(self.escalation)

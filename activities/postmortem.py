@@ -40,7 +40,7 @@ class PostmortemActivities:
     def url(self, number: int) -> str:
         return f"{self.public_url}/api/v1/incidents/{incident_ref(number)}/postmortem"
 
-    @activity.defn
+    @activity.defn(no_thread_cancel_exception=True)
     def open_postmortem(self, inp: OpenPostmortemInput) -> PostmortemPlan:
         """Whether the severity needs a postmortem; if so, its document from the template (idempotent)."""
         if inp.severity not in self.rca.severities:
@@ -55,13 +55,13 @@ class PostmortemActivities:
             url=self.url(inp.number),
         )
 
-    @activity.defn
+    @activity.defn(no_thread_cancel_exception=True)
     def draft_postmortem(self, inp: DraftPostmortemInput) -> PostmortemProgress:
         """Fill or refresh the generated sections from the incident; edited sections stay as people wrote them."""
         with self.sessions.begin() as session:
             return postmortems.refresh_draft(session, number=inp.number)
 
-    @activity.defn
+    @activity.defn(no_thread_cancel_exception=True)
     def remind_postmortem(self, inp: RemindPostmortemInput) -> RemindPostmortemResult:
         """Email the reminder to whoever owns the postmortem (and the manager); once per reminder, retries included."""
         with self.sessions() as session:

@@ -51,7 +51,7 @@ class ProjectionActivities:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
 
-    @activity.defn
+    @activity.defn(no_thread_cancel_exception=True)
     def project_incident(self, inp: IncidentProjection) -> None:
         """Write the incident row and append timeline entries not yet stored (idempotent by seq).
 
@@ -92,7 +92,7 @@ class ProjectionActivities:
             status=inp.status.value, entries=len(fresh),
         )
 
-    @activity.defn
+    @activity.defn(no_thread_cancel_exception=True)
     def release_group(self, inp: ReleaseGroupInput) -> None:
         """Free the group key so the next alert of the group opens a new incident."""
         with self.sessions.begin() as session:
