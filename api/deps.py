@@ -85,8 +85,14 @@ class AppState:
         return DedupKeys(self.sessions, self.incidents)
 
 
-def get_state(request: Request) -> AppState:
+def state_of(request: Request) -> AppState:
     return request.app.state.vigil
+
+
+async def get_state(request: Request) -> AppState:
+    # The dependencies that only hand out per-process objects are `async def`: FastAPI runs a plain `def`
+    # dependency in its thread pool, a thread hop per dependency per request (a storm's alert took four).
+    return state_of(request)
 
 
 StateDep = Annotated[AppState, Depends(get_state)]
@@ -100,15 +106,15 @@ def get_session(state: StateDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_incidents(state: StateDep) -> IncidentClient:
+async def get_incidents(state: StateDep) -> IncidentClient:
     return state.incidents
 
 
-def get_outbox(state: StateDep) -> AlertOutbox:
+async def get_outbox(state: StateDep) -> AlertOutbox:
     return state.outbox
 
 
-def get_dedup_keys(state: StateDep) -> DedupKeys:
+async def get_dedup_keys(state: StateDep) -> DedupKeys:
     return state.dedup_keys
 
 
@@ -184,7 +190,7 @@ def _bearer_token(request: Request) -> str | None:
 def _principal(request: Request) -> Principal:
     if (cached := request.scope.get(_PRINCIPAL)) is not None:
         return cached
-    state = get_state(request)
+    state = state_of(request)
     client = request.client.host if request.client else "unknown"
     state.auth_limiter.check(client)
     token = _bearer_token(request)
@@ -226,16 +232,28 @@ Admin = Annotated[Principal, Depends(require(Role.admin))]
 
 
 def _integration(request: Request, key: str | None) -> IntegrationInfo:
+    """The integration of `key`; may read the database (the guards run it in a thread)."""
     if (cached := request.scope.get(_INTEGRATION)) is None:
         if not key:
             raise _unauthorized("missing integration key")
-        state = get_state(request)
+        state = state_of(request)
         # From memory while fresh (vigil/ingest/cache.py); the ingest transaction checks it again after a change.
         cached = state.outbox.cache.integration(state.sessions, key)
         if cached is None:
             raise _unauthorized("unknown integration key")
         request.scope[_INTEGRATION] = cached
     return cached
+
+
+async def _integration_in_loop(request: Request, key: str | None) -> IntegrationInfo:
+    """`_integration` without leaving the event loop while the key is fresh in memory (a storm's every request);
+    otherwise it reads the database in a thread."""
+    if (cached := request.scope.get(_INTEGRATION)) is not None:
+        return cached
+    if key and (hit := state_of(request).outbox.cache.remembered(key)) is not None:
+        request.scope[_INTEGRATION] = hit
+        return hit
+    return await asyncio.to_thread(_integration, request, key)
 
 
 def key_revoked() -> ApiError:
@@ -257,9 +275,9 @@ def _bearer_integration_guard(request: Request, _body: bytes | None = None) -> I
     return _integration(request, _bearer_token(request))
 
 
-def bearer_integration(request: Request, _creds: BearerDep) -> IntegrationInfo:
+async def bearer_integration(request: Request, _creds: BearerDep) -> IntegrationInfo:
     """Dependency: the integration of the `Authorization: Bearer` key (Alertmanager)."""
-    return _bearer_integration_guard(request)
+    return await _integration_in_loop(request, _bearer_token(request))
 
 
 def _routing_key_guard(request: Request, body: bytes | None) -> IntegrationInfo:
@@ -268,8 +286,7 @@ def _routing_key_guard(request: Request, body: bytes | None) -> IntegrationInfo:
 
 async def routing_key_integration(request: Request) -> IntegrationInfo:
     """Dependency: the integration of the body's `routing_key` (PagerDuty Events v2)."""
-    body = await request.body()
-    return await asyncio.to_thread(_routing_key_guard, request, body)
+    return await _integration_in_loop(request, _routing_key(await request.body()))
 
 
 bearer_integration.guard = _bearer_integration_guard  # type: ignore[attr-defined]

@@ -66,13 +66,19 @@ class IngestCache:
 
     # --- integration keys ---------------------------------------------------------------------------
 
+    def remembered(self, key: str, digest: str | None = None) -> IntegrationInfo | None:
+        """The integration of `key` from memory while the tokens are fresh; None: ask `integration`."""
+        digest = digest or hash_key(key)
+        with self._lock:
+            if time.monotonic() - self._read_at <= self.max_age:
+                return self._keys.get(digest)
+        return None
+
     def integration(self, sessions: sessionmaker[Session], key: str) -> IntegrationInfo | None:
         """The integration of `key` (None: no such key), from memory while the tokens are fresh."""
         digest = hash_key(key)
-        with self._lock:
-            fresh = time.monotonic() - self._read_at <= self.max_age
-            if fresh and (hit := self._keys.get(digest)) is not None:
-                return hit
+        if (hit := self.remembered(key, digest)) is not None:
+            return hit
 
         def look_up(session: Session) -> IntegrationInfo | None:
             tokens = self.read_tokens(session)
