@@ -36,6 +36,10 @@ Tokens = dict[str, str]
 _UNREAD = object()
 
 
+# Built once and run as a Core statement: every ingest transaction reads the tokens.
+_READ_TOKENS = select(CacheVersion.__table__.c.name, CacheVersion.__table__.c.token)
+
+
 class KeyRevoked(Exception):
     """The integration key was deleted or rotated since it was checked: nothing is stored."""
 
@@ -57,7 +61,7 @@ class IngestCache:
 
     def read_tokens(self, session: Session) -> Tokens:
         """The current tokens (read before anything they guard); entries read under older ones are dropped."""
-        tokens: Tokens = {name: token for name, token in session.execute(select(CacheVersion.name, CacheVersion.token))}
+        tokens: Tokens = {name: token for name, token in session.connection().execute(_READ_TOKENS)}
         with self._lock:
             self._tokens, self._read_at = tokens, time.monotonic()
             if tokens.get(INTEGRATIONS) != self._keys_token:

@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -86,16 +86,23 @@ class OpenIncident:
     plan: FrozenPolicy | None = None
 
 
+# The hot path's read, built once and run as a Core statement (no ORM entity to load): a group's open incident.
+_incidents, _groups = Incident.__table__, IncidentGroup.__table__
+_OPEN_INCIDENT = (
+    select(_incidents.c.number, _incidents.c.service, _incidents.c.severity, _incidents.c.title)
+    .select_from(_groups.join(_incidents, _groups.c.incident_number == _incidents.c.number))
+    .where(_groups.c.group_key == bindparam("key"))
+)
+
+
 def join_or_create(session: Session, *, key: str, lead: Alert, integration: IntegrationInfo) -> OpenIncident:
     """The open incident for `key`, creating it if there is none. Atomic under concurrent callers."""
     # Hot path, a plain read: once a group has its incident the row only changes when it is released,
     # and a closing incident refuses the alerts (the caller then retries here).
-    found = session.execute(
-        select(Incident).join(IncidentGroup, IncidentGroup.incident_number == Incident.number)
-        .where(IncidentGroup.group_key == key)
-    ).scalar_one_or_none()
+    found = session.connection().execute(_OPEN_INCIDENT, {"key": key}).first()
     if found is not None:
-        return OpenIncident(found.number, False, key, found.service, Severity(found.severity), found.title)
+        number, service, severity, title = found
+        return OpenIncident(number, False, key, service, Severity(severity), title)
     # The group row's primary key serialises racers: losers of the insert wait, then read the winner's row.
     session.execute(
         insert_for(session, IncidentGroup).values(group_key=key, created_at=utcnow()).on_conflict_do_nothing(
@@ -148,7 +155,10 @@ def upsert_alerts(session: Session, *, number: int, alerts: Sequence[Alert], int
     # (status != delivered_status) is read atomically with the write, without a second query. Executed
     # with a parameter list (SQLAlchemy's "insertmanyvalues"), so the statement is compiled once per process
     # and cached, not rebuilt with literal rows on every request.
-    returned = session.connection().execute(_upsert_statement(session.get_bind().dialect.name), rows).all()
+    # One row (a single-alert request) goes as a plain execute: cheaper than insertmanyvalues' batching of one.
+    returned = session.connection().execute(
+        _upsert_statement(session.get_bind().dialect.name), rows[0] if len(rows) == 1 else rows
+    ).all()
     outcomes: Counter[str] = Counter()
     pending: set[str] = set()
     for fp, status, delivered, first_seen in returned:
