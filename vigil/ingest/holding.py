@@ -71,7 +71,7 @@ def sort_batch(
     known = _already_in_open_incident(session, alerts, integration) if (silences or overloaded) else set()
     for alert in alerts:
         silence = matching_silence(silences, alert) if silences else None
-        if (integration.group_key(alert), alert.fingerprint) in known:
+        if known and (integration.group_key(alert), alert.fingerprint) in known:
             result.passing.append(alert)
         elif silence is not None:
             result.held.append((alert, SILENCED, silence))

@@ -218,19 +218,22 @@ def outbox_incidents(session: Session, *, limit: int) -> list[int]:
     )
 
 
+_alerts = AlertRow.__table__
+# Built once, run with a parameter list (one executemany, not a statement built per alert).
+_MARK_DELIVERED = (
+    update(_alerts)
+    .where(_alerts.c.incident_number == bindparam("n"), _alerts.c.fingerprint == bindparam("fp"),
+           _alerts.c.status == bindparam("st"))
+    .values(delivered_status=bindparam("st"))
+)
+
+
 def mark_delivered(session: Session, *, number: int, alerts: Sequence[Alert]) -> None:
     """Only if the status is still the one delivered: a newer change stays in the outbox. Rows are updated
     in fingerprint order, the upsert's lock order, so concurrent deliveries cannot deadlock."""
-    for a in sorted(alerts, key=lambda a: a.fingerprint):
-        session.execute(
-            update(AlertRow)
-            .where(
-                AlertRow.incident_number == number,
-                AlertRow.fingerprint == a.fingerprint,
-                AlertRow.status == a.status.value,
-            )
-            .values(delivered_status=a.status.value)
-        )
+    rows = [{"n": number, "fp": a.fingerprint, "st": a.status.value} for a in sorted(alerts, key=lambda a: a.fingerprint)]
+    if rows:
+        session.connection().execute(_MARK_DELIVERED, rows)
 
 
 @dataclass(frozen=True)
