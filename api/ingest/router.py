@@ -6,6 +6,7 @@ import hashlib
 import json
 
 import asyncio
+from collections.abc import Callable
 
 from fastapi import APIRouter, status
 
@@ -49,6 +50,7 @@ async def enqueue(
     event: PagerDutyEvent, integration: RoutingKeyIntegration, outbox: OutboxDep, dedup_keys: DedupKeysDep
 ) -> PagerDutyResponse:
     """PagerDuty Events API v2 compatible: trigger, acknowledge and resolve by `dedup_key`."""
+    emit = log.info
     if event.event_action == "trigger":
         assert event.payload is not None
         p = event.payload
@@ -63,6 +65,7 @@ async def enqueue(
         )
         result = await _ingest(outbox, integration, [alert])
         _count("enqueue", result.outcomes)
+        emit = _log_for(result)
         if result.incidents:
             message = f"Event processed: {incident_ref(result.incidents[0])}"
         else:  # held: silenced or suppressed, stored and visible in GET /api/v1/alerts
@@ -77,7 +80,7 @@ async def enqueue(
         dedup_key = event.dedup_key
         number = await dedup_keys.resolve(integration, dedup_key)
         message = f"Event processed: alert resolved in {incident_ref(number)}" if number else "Event processed: no open alert with this dedup_key"
-    log.info("pagerduty event", action=event.event_action, dedup_key=dedup_key, integration=integration.name)
+    emit("pagerduty event", action=event.event_action, dedup_key=dedup_key, integration=integration.name)
     return PagerDutyResponse(message=message, dedup_key=dedup_key)
 
 
@@ -136,7 +139,8 @@ async def alertmanager(
     alerts = [from_alertmanager(a.model_dump(), body.commonLabels, body.externalURL) for a in body.alerts]
     result = await _ingest(outbox, integration, alerts)
     _count("alertmanager", result.outcomes)
-    log.info("alertmanager webhook", alerts=len(alerts), integration=integration.name, incidents=result.incidents)
+    _log_for(result)("alertmanager webhook", alerts=len(alerts), integration=integration.name,
+                     incidents=result.incidents, outcomes=dict(result.outcomes))
     return IngestResponse(
         alerts=len(alerts), incidents=[incident_ref(n) for n in result.incidents], outcomes=dict(result.outcomes)
     )
@@ -147,6 +151,12 @@ async def _ingest(outbox: AlertOutbox, integration: IntegrationInfo, alerts: lis
         return await outbox.ingest(integration, alerts)
     except KeyRevoked:
         raise key_revoked() from None
+
+
+def _log_for(result: IngestResult) -> Callable[..., None]:
+    """A request of repeats only (a storm's bulk: counters bumped, nothing for a workflow) is logged at debug;
+    one with anything new, changed, held or undelivered at info. The access log has every request either way."""
+    return log.info if any(n for outcome, n in result.outcomes.items() if outcome != "repeat") else log.debug
 
 
 def _count(endpoint: str, outcomes: dict[str, int]) -> None:
