@@ -39,12 +39,19 @@ NO_SEQ = 2**62  # a projection without entries: nothing to be older than
 
 @cache
 def _insert_entries(dialect: str):  # noqa: ANN202 - dialect-specific Insert
-    """INSERT of timeline entries that skips the (incident, seq) already stored, returning what was new."""
-    return (
-        (postgresql.insert if dialect == "postgresql" else sqlite.insert)(TimelineEvent)
-        .on_conflict_do_nothing(index_elements=["incident_number", "seq"])
-        .returning(TimelineEvent.kind)
-    )
+    """INSERT of timeline entries; an (incident, seq) already stored is left alone when it says the same, and
+    rewritten when it does not. A local projection runs before its workflow task is committed: if that task is
+    lost (Temporal unavailable, the worker gone), the task runs again, possibly with more events (an alert that
+    arrived meanwhile), and the same seq can then carry another entry. The committed run's entry wins. Returns the
+    kinds inserted or rewritten (a retried attempt returns none)."""
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(TimelineEvent)
+    new = insert.excluded
+    return insert.on_conflict_do_update(
+        index_elements=["incident_number", "seq"],
+        set_={"at": new.at, "kind": new.kind, "actor": new.actor, "message": new.message},
+        where=(TimelineEvent.kind != new.kind) | (TimelineEvent.actor != new.actor)
+        | (TimelineEvent.message != new.message),
+    ).returning(TimelineEvent.kind)
 
 
 class ProjectionActivities:

@@ -60,6 +60,16 @@ async def test_projection_is_idempotent_and_never_revives_an_ended_incident(
     assert status == "acknowledged"
     assert [s for s in seqs if s >= 100] == [100, 101, 102, 103]
 
+    # A local projection whose workflow task was lost (Temporal down): the task ran again with one more event, and
+    # seq 103 now carries another entry. The committed one replaces it.
+    rerun = projection(number, IncidentStatus.acknowledged, 103)
+    rerun.timeline[0].kind, rerun.timeline[0].message = "alert", "New alert: joins-existing"
+    env.run(project, rerun)
+    with sessions() as session:
+        entry = session.scalars(select(TimelineEvent).where(TimelineEvent.incident_number == number,
+                                                            TimelineEvent.seq == 103)).one()
+        assert (entry.kind, entry.message) == ("alert", "New alert: joins-existing")
+
     with sessions.begin() as session:  # the run was terminated; the reconciler marked the row ended
         session.execute(update(Incident).where(Incident.number == number).values(status="ended", workflow_status="terminated"))
     env.run(project, projection(number, IncidentStatus.resolved, 104))  # a late attempt of that run
