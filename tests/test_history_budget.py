@@ -16,7 +16,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import TimeSkipper
 
 from tests.conftest import Inbox, Keys
-from tests.flows import handle_of, trigger
+from tests.flows import handle_of, save_history, trigger
 from tests.helpers import eventually
 
 # Events the dev server adds for time skipping; a production history has none of them.
@@ -53,6 +53,9 @@ async def test_a_full_lifecycle_fits_the_history_budget(
     await skipper.fast_forward(handle, timedelta(minutes=6))  # past the reopen window (5 min)
     assert (await handle.result())["status"] == "closed"
 
+    # The committed history of this lifecycle (local projections, the policy from the start input, transitions
+    # answered with the state) replays in tests/test_replay.py.
+    await save_history(handle, "local_projection")
     events = await lifecycle_events(handle)
     kinds = Counter(EventType.Name(e).removeprefix("EVENT_TYPE_") for e in events)
     assert len(events) <= BUDGET, f"{len(events)} events: {dict(kinds.most_common())}"
