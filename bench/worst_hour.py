@@ -535,9 +535,68 @@ async def scale(stack: Stack, a: argparse.Namespace, rep: Report) -> None:
         Row("  after the second rungs fired", f"{rss_fired / mib:,.0f} MiB"),
         Row("incidents opened/s", f"{load.rate:,.1f}"),
     ]
+    stages = await rung_stages(stack, due, {k: s for k, s, _, _ in rows if k in due}, c)
+    rep.lines += ["where a second rung's lateness goes (from each incident's history; seconds):",
+                  *(f"  {name:<44} {p50_p99_max(values)}" for name, values in stages.items())]
     rep.check(f"{len(per_incident)} incidents sent their SMS rung ({dict(statuses)}), "
               f"{sum(1 for v in per_incident.values() if v > 1)} more than once",
               len(per_incident) == n and all(v == 1 for v in per_incident.values()))
+
+
+RUNG_STAGES = (
+    "next_escalation_at -> timer due (timer start)",
+    "timer due -> TIMER_FIRED (server timer)",
+    "TIMER_FIRED -> workflow task started (queue)",
+    "workflow task started -> completed (worker)",
+    "completed -> SMS activity started (queue)",
+    "activity started -> page started (activity)",
+)
+
+
+def _seconds(event: HistoryEvent) -> float:
+    return event.event_time.ToDatetime(tzinfo=UTC).timestamp()
+
+
+def rung_stage_times(events: Sequence[HistoryEvent], stated_due: datetime, page_started: datetime) -> list[float] | None:
+    """The second rung's path through one history, as the stage durations of RUNG_STAGES: the last timer
+    fired before the SMS activity was scheduled, from its due time, the workflow task that handled it, the
+    activity's start and the page's own start (the notification log's started_at). The workflow states the rung
+    due at its activation time plus the wait; the server starts the timer when that workflow task completes."""
+    ET = EventType
+    sms = next((i for i, e in enumerate(events) if e.event_type == ET.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+                and "sms" in _summary(e).lower()), None)
+    if sms is None:
+        return None
+    fired = next((i for i in range(sms, -1, -1) if events[i].event_type == ET.EVENT_TYPE_TIMER_FIRED), None)
+    started_id = events[fired].timer_fired_event_attributes.started_event_id if fired is not None else -1
+    timer = next((i for i, e in enumerate(events) if e.event_id == started_id), None)
+    task_started = next((i for i in range(fired or 0, sms) if events[i].event_type == ET.EVENT_TYPE_WORKFLOW_TASK_STARTED), None)
+    task_done = next((i for i in range(task_started or 0, sms) if events[i].event_type == ET.EVENT_TYPE_WORKFLOW_TASK_COMPLETED), None)
+    act_started = next((i for i in range(sms, len(events)) if events[i].event_type == ET.EVENT_TYPE_ACTIVITY_TASK_STARTED
+                        and events[i].activity_task_started_event_attributes.scheduled_event_id == events[sms].event_id), None)
+    if None in (timer, fired, task_started, task_done, act_started):
+        return None
+    t = events[timer]
+    due = _seconds(t) + t.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta().total_seconds()
+    points = [stated_due.timestamp(), due, *(_seconds(events[i]) for i in (fired, task_started, task_done, act_started)), page_started.timestamp()]
+    return [b - a for a, b in zip(points, points[1:])]
+
+
+async def rung_stages(stack: Stack, due: dict[int, datetime], page_started: dict[int, datetime],
+                      concurrency: int) -> dict[str, list[float]]:
+    """Each stage of the second rungs' lateness, read back from the incidents' histories."""
+    stages: dict[str, list[float]] = {name: [] for name in RUNG_STAGES}
+
+    async def read(_: int, number: int) -> Call:
+        if number in page_started:
+            events = list((await stack.client.get_workflow_handle(workflow_id(number)).fetch_history()).events)
+            times = rung_stage_times(events, due[number], page_started[number])
+            for name, value in zip(RUNG_STAGES, times or ()):
+                stages[name].append(value)
+        return Call(items=1)
+
+    await run_concurrently("histories of the second rungs", "histories", sorted(due), concurrency, read)
+    return stages
 
 
 # --- 5. history --------------------------------------------------------------------------------------------

@@ -53,9 +53,10 @@ async def test_a_full_lifecycle_fits_the_history_budget(
     await skipper.fast_forward(handle, timedelta(minutes=6))  # past the reopen window (5 min)
     assert (await handle.result())["status"] == "closed"
 
-    # The committed history of this lifecycle (local projections, the policy from the start input, transitions
-    # answered with the state) replays in tests/test_replay.py.
-    await save_history(handle, "local_projection")
+    # The committed histories of this lifecycle replay in tests/test_replay.py: local_projection.json (local
+    # projections, the policy from the start input, transitions answered with the state) and pages_first.json
+    # (the first workflow task no longer waits for its projection).
+    await save_history(handle, "pages_first")
     events = await lifecycle_events(handle)
     kinds = Counter(EventType.Name(e).removeprefix("EVENT_TYPE_") for e in events)
     assert len(events) <= BUDGET, f"{len(events)} events: {dict(kinds.most_common())}"
@@ -67,3 +68,34 @@ async def test_a_full_lifecycle_fits_the_history_budget(
     assert [t["kind"] for t in timeline if t["kind"] in ("triggered", "acknowledged", "resolved", "closed")] == [
         "triggered", "acknowledged", "resolved", "closed",
     ]
+
+
+async def test_pages_and_the_next_rung_timer_do_not_wait_for_the_projection(
+    api: httpx.AsyncClient, worker: None, keys: Keys, inbox: Inbox, client: Client,
+) -> None:
+    """The workflow task that starts pages completes with the page and the next rung's timer, and no local
+    activity: Temporal sends a task's commands only when it completes, so a projection in that task delayed the
+    page and started the timer late by as long as the write took (a second under load). The entries it recorded
+    reach the database in the next task, the one the page's result brings."""
+    admin = keys.auth(keys.admin)
+    number = await trigger(api, keys)
+    await eventually(lambda: inbox.for_incident(number))
+    handle = handle_of(client, number)
+
+    async def projected() -> list[str]:
+        body = (await api.get(f"/api/v1/incidents/INC-{number}", headers=admin)).json()
+        kinds = [t["kind"] for t in body["timeline"]]
+        assert "notified" in kinds, kinds
+        return kinds
+
+    assert (await eventually(projected))[:4] == ["triggered", "alert", "policy", "notified"]
+
+    events = [e async for e in handle.fetch_history_events() if e.event_type not in SKIPPING]
+    first_done = next(i for i, e in enumerate(events) if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED)
+    commands = events[first_done + 1:next(i for i, e in enumerate(events) if i > first_done and e.event_type in (
+        EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED, EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED))]
+    kinds = [EventType.Name(e.event_type).removeprefix("EVENT_TYPE_") for e in commands]
+    assert "ACTIVITY_TASK_SCHEDULED" in kinds and "TIMER_STARTED" in kinds, kinds
+    local = [e for e in commands if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+             and e.marker_recorded_event_attributes.marker_name == "core_local_activity"]
+    assert not local, f"the first workflow task waited for a local activity: {kinds}"

@@ -238,6 +238,8 @@ class Ladder:
             self.s.next_escalation_at = None
             if not pairs:
                 self.timeline.record("notify_failed", TIMER, f"{self._rung_name(rung)}: nobody to page")
+            if pairs:
+                self.timeline.hold_for_pages()
             for recipient, channel in pairs:
                 task = asyncio.create_task(self._page(rung, step, recipient, channel, ladder_round))
                 self._pages.add(task)  # a strong reference until it is done
