@@ -9,13 +9,13 @@ import asyncio
 import dataclasses
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import Counter as Counter_
 from prometheus_client import Gauge
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from client.connection import is_outage
@@ -29,7 +29,7 @@ from vigil.ingest import cache as ingest_cache
 from vigil.ingest import fit, holding, store
 from vigil.ingest.store import IntegrationInfo
 from vigil.logging import get_logger
-from vigil.models import Incident, Integration
+from vigil.models import Incident, Integration, utcnow
 from vigil.outbox import RedeliveryResult
 from vigil.settings import Settings
 
@@ -122,7 +122,7 @@ class AlertOutbox:
         alerts stored, and each group's incident joined or created with its alerts; each group is then
         delivered to Temporal outside any transaction and marked delivered in a second, short one."""
         result = IngestResult()
-        stored = await asyncio.to_thread(self._store, integration, alerts, check_holds)
+        stored = await asyncio.to_thread(self._store_or_fast, integration, alerts, check_holds)
         integration = stored.integration
         result.outcomes.update(stored.held)
         if stored.held[holding.SUPPRESSED]:
@@ -135,7 +135,67 @@ class AlertOutbox:
             result.outcomes.update(outcomes)
         return result
 
+    def _store_or_fast(self, integration: IntegrationInfo, alerts: Sequence[Alert], check_holds: bool) -> _Stored:
+        """PostgreSQL, a storm's common case in one statement and one round trip (store.store_repeats): alerts of
+        one group that has an open incident, none held (no silence in memory matches, no `info` alert that
+        backpressure could suppress, no threshold rule), stored outside a transaction and only if the key and
+        the silences are unchanged since they were read. Otherwise, or when it stored nothing (no open incident,
+        a token changed), the ingest transaction (_store) on the same connection."""
+        fast = self._fast_group(integration, alerts, check_holds)
+        if fast is None:
+            return self._store(integration, alerts, check_holds)
+        key, passing, silences_token = fast
+        engine = self.sessions.kw["bind"]
+        try:
+            with engine.connect() as connection:
+                connection.execution_options(isolation_level="AUTOCOMMIT")
+                done = store.store_repeats(connection, key=key, alerts=passing, integration=integration,
+                                           tokens=(integration.token, silences_token))
+                connection.commit()  # nothing to commit (autocommit): ends SQLAlchemy's transaction
+                self.cache.confirm(*done.tokens)
+                if done.incident is not None and done.upserted is not None:
+                    return _Stored(integration, groups=[_StoredGroup(key, passing, _lead(passing), done.incident,
+                                                                     done.upserted)])
+                connection.execution_options(isolation_level=connection.default_isolation_level)
+                with self.sessions(bind=connection) as session, session.begin():
+                    return self._store_work(integration, alerts, check_holds)(session)
+        except DBAPIError as err:
+            if not err.connection_invalidated:
+                raise
+            # A dead pooled connection (a database restart): the transaction runs again on a fresh one.
+            log.warning("database connection lost; retrying the transaction on a new one", error=str(err.orig))
+            return self._store(integration, alerts, check_holds)
+
+    def _fast_group(
+        self, integration: IntegrationInfo, alerts: Sequence[Alert], check_holds: bool
+    ) -> tuple[str, list[Alert], str | None] | None:
+        """The group key, the fitted alerts and the silences token they were checked under when
+        store.store_repeats may take the batch; None: it may not."""
+        if not alerts or self.sessions.kw["bind"].dialect.name != "postgresql":
+            return None
+        held_by = self.cache.fast_silences(integration)
+        if held_by is None or integration.rules.threshold.count > 1:
+            return None
+        silences_token, silences = held_by
+        passing = [fit.fit_alert(integration.rules.apply(a)) for a in alerts]
+        key = integration.group_key(passing[0])
+        if any(integration.group_key(a) != key for a in passing[1:]):
+            return None
+        if check_holds:
+            if any(a.severity == Severity.info for a in passing):
+                return None  # backpressure may suppress it: counted in the transaction
+            now = utcnow()
+            active = [(sid, matchers) for sid, starts, ends, matchers in silences if starts <= now < ends]
+            if active and any(holding.matching_silence(active, a) is not None for a in passing):
+                return None
+        return key, passing, silences_token
+
     def _store(self, integration: IntegrationInfo, alerts: Sequence[Alert], check_holds: bool) -> _Stored:
+        return transaction(self.sessions, self._store_work(integration, alerts, check_holds))
+
+    def _store_work(
+        self, integration: IntegrationInfo, alerts: Sequence[Alert], check_holds: bool
+    ) -> Callable[[Session], _Stored]:
         """One transaction: check the key (if its integration changed since it was read), hold what is silenced,
         suppressed or pending, then store each group's alerts in its (new or open) incident, releasing the pending
         alerts a group's incident takes. Groups in key order, the one lock order for every writer (PostgreSQL
@@ -168,7 +228,7 @@ class AlertOutbox:
                 out.groups.append(_StoredGroup(key, batch, lead, incident, upserted, promoted.get(key, [])))
             return out
 
-        return transaction(self.sessions, work)
+        return work
 
     async def _deliver_group(self, integration: IntegrationInfo, group: _StoredGroup) -> tuple[int, Counter[str]]:
         key, batch, lead = group.key, group.batch, group.lead

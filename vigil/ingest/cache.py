@@ -68,6 +68,26 @@ class IngestCache:
                 self._keys, self._keys_token = {}, tokens.get(INTEGRATIONS)
         return tokens
 
+    def fast_silences(
+        self, integration: IntegrationInfo
+    ) -> tuple[str | None, list[tuple[int, datetime, datetime, list[Matcher]]]] | None:
+        """For a store in one statement (store.store_repeats): the silences in memory and the token they were read
+        under; the statement stores only while it and the integrations token `integration` was checked under are
+        current. None: nothing to stand on (not a sender's key, or the silences never read)."""
+        if integration.key_hash is None:
+            return None
+        with self._lock:
+            if self._silences_token is _UNREAD:
+                return None
+            return self._silences_token, self._silences  # type: ignore[return-value]
+
+    def confirm(self, integrations: str | None, silences: str | None) -> None:
+        """The tokens as a one-statement store read them: when they are the ones in memory, the memory is as
+        fresh as if read_tokens had just run (keys found in memory are trusted for max_age from now)."""
+        with self._lock:
+            if self._tokens.get(INTEGRATIONS) == integrations and self._tokens.get(SILENCES) == silences:
+                self._read_at = time.monotonic()
+
     # --- integration keys ---------------------------------------------------------------------------
 
     def remembered(self, key: str, digest: str | None = None) -> IntegrationInfo | None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import secrets
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, delete, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -159,6 +161,13 @@ def upsert_alerts(session: Session, *, number: int, alerts: Sequence[Alert], int
     returned = session.connection().execute(
         _upsert_statement(session.get_bind().dialect.name), rows[0] if len(rows) == 1 else rows
     ).all()
+    return _upserted(returned, now, occurrences, latest)
+
+
+def _upserted(
+    returned: Sequence[Sequence], now: datetime, occurrences: Counter[str], latest: dict[str, Alert]
+) -> UpsertResult:
+    """Each alert's outcome from the rows the upsert returned (fingerprint, status, delivered status, first seen)."""
     outcomes: Counter[str] = Counter()
     pending: set[str] = set()
     for fp, status, delivered, first_seen in returned:
@@ -173,6 +182,95 @@ def upsert_alerts(session: Session, *, number: int, alerts: Sequence[Alert], int
         outcomes[outcome] += 1
         outcomes["repeat"] += occurrences[fp] - 1
     return UpsertResult(undelivered=[a for fp, a in latest.items() if fp in pending], outcomes=outcomes)
+
+
+# PostgreSQL: a group's alerts stored in one statement, outside any transaction (one round trip), when the
+# group has an open incident and the cached tables (integrations, silences) are unchanged since the caller
+# checked the key and the holds in memory: the tokens, the group's incident and the upsert in one snapshot,
+# as the ingest transaction reads them in order. The rows come as arrays (unnest): one statement text whatever
+# the batch size, so psycopg prepares it once instead of parsing a 100-row VALUES list on every request.
+# Rows are inserted in the order given (fingerprint order, WITH ORDINALITY), the one lock order for every
+# writer. Nothing is written when the group has no incident or a token changed (the caller then runs the
+# ingest transaction); the answer says which.
+_REPEAT_COLUMNS = (
+    ("fingerprint", "varchar"), ("status", "varchar"), ("summary", "varchar"), ("severity", "varchar"),
+    ("service", "varchar"), ("source", "varchar"), ("labels", "json"), ("annotations", "json"),
+    ("starts_at", "timestamptz"), ("ends_at", "timestamptz"), ("count", "integer"), ("url", "varchar"),
+    ("links", "json"),
+)
+_STORE_REPEATS = """
+WITH tok AS (
+    SELECT (SELECT token FROM cache_versions WHERE name = 'integrations') AS itok,
+           (SELECT token FROM cache_versions WHERE name = 'silences') AS stok
+), inc AS (
+    SELECT i.number, i.service, i.severity, i.title
+    FROM incident_groups AS g JOIN incidents AS i ON g.incident_number = i.number
+    WHERE g.group_key = CAST(:key AS varchar)
+), up AS (
+    INSERT INTO alerts (incident_number, integration_id, fingerprint, status, summary, severity, service, source,
+                        labels, annotations, starts_at, ends_at, first_seen, last_seen, count, url, links)
+    SELECT inc.number, CAST(:integration_id AS integer), r.fingerprint, r.status, r.summary, r.severity, r.service,
+           r.source, r.labels, r.annotations, r.starts_at, r.ends_at, CAST(:now AS timestamptz),
+           CAST(:now AS timestamptz), r.count, r.url, r.links
+    FROM inc, tok, ROWS AS r(fingerprint, status, summary, severity, service, source, labels, annotations,
+                             starts_at, ends_at, count, url, links, ord)
+    WHERE tok.itok IS NOT DISTINCT FROM CAST(:itok AS varchar) AND tok.stok IS NOT DISTINCT FROM CAST(:stok AS varchar)
+    ORDER BY r.ord
+    ON CONFLICT (incident_number, fingerprint) DO UPDATE SET
+        status = excluded.status, summary = excluded.summary, ends_at = excluded.ends_at,
+        last_seen = excluded.last_seen, count = alerts.count + excluded.count
+    RETURNING fingerprint, status, delivered_status, first_seen
+)
+SELECT tok.itok, tok.stok, inc.number, inc.service, inc.severity, inc.title,
+       up.fingerprint, up.status, up.delivered_status, up.first_seen
+FROM tok LEFT JOIN inc ON true LEFT JOIN up ON true
+"""
+# One alert (a single-alert request): its values as scalars (dumping 13 one-element arrays costs more).
+_STORE_ONE_REPEAT = text(_STORE_REPEATS.replace("ROWS", "(VALUES ({}, 1))".format(
+    ", ".join(f"CAST(:{name} AS {kind})" for name, kind in _REPEAT_COLUMNS))))
+_STORE_MANY_REPEATS = text(_STORE_REPEATS.replace("ROWS", "unnest({}) WITH ORDINALITY".format(
+    ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in _REPEAT_COLUMNS))))
+
+
+@dataclass(frozen=True)
+class StoredRepeats:
+    """What store_repeats found: the tokens it read and, when it stored, the incident and the outcomes."""
+
+    tokens: tuple[str | None, str | None]
+    incident: OpenIncident | None
+    upserted: UpsertResult | None
+
+
+def store_repeats(
+    connection: Connection, *, key: str, alerts: Sequence[Alert], integration: IntegrationInfo,
+    tokens: tuple[str | None, str | None],
+) -> StoredRepeats:
+    """Store `alerts` (all of group `key`) in the group's open incident in one statement (PostgreSQL, on an
+    autocommit connection), if the group has one and the tokens (integrations, silences) are still `tokens`.
+    The same rows, outcomes and lock order as join_or_create and upsert_alerts for an open incident."""
+    occurrences = Counter(a.fingerprint for a in alerts)
+    latest = {a.fingerprint: a for a in alerts}
+    ordered = [a for _, a in sorted(latest.items())]
+    now = utcnow()
+    dumps = json.dumps  # as SQLAlchemy's JSON type serialises (None is JSON null, as the ORM stores it)
+    columns = {
+        "fingerprint": [a.fingerprint for a in ordered], "status": [a.status.value for a in ordered],
+        "summary": [a.summary[:1024] for a in ordered], "severity": [a.severity.value for a in ordered],
+        "service": [a.service for a in ordered], "source": [a.source[:255] for a in ordered],
+        "labels": [dumps(a.labels) for a in ordered], "annotations": [dumps(a.annotations) for a in ordered],
+        "starts_at": [a.starts_at for a in ordered], "ends_at": [a.ends_at for a in ordered],
+        "count": [occurrences[a.fingerprint] for a in ordered], "url": [a.url for a in ordered],
+        "links": [dumps(stored_links(a)) for a in ordered],
+    }
+    one = len(ordered) == 1
+    params = {"key": key, "integration_id": integration.id, "now": now, "itok": tokens[0], "stok": tokens[1],
+              **({name: values[0] for name, values in columns.items()} if one else columns)}
+    rows = connection.execute(_STORE_ONE_REPEAT if one else _STORE_MANY_REPEATS, params).all()
+    itok, stok, number, service, severity, title = rows[0][:6]
+    if rows[0][6] is None:  # nothing stored: no open incident, or a token changed
+        return StoredRepeats((itok, stok), None, None)
+    incident = OpenIncident(number, False, key, service, Severity(severity), title)
+    return StoredRepeats((itok, stok), incident, _upserted([r[6:] for r in rows], now, occurrences, latest))
 
 
 @functools.cache
