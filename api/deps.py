@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -142,6 +143,18 @@ class Principal:
 
 def _unauthorized(message: str = "missing or invalid API key") -> ApiError:
     return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
+
+
+@contextmanager
+def reading(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    """A session for reads. On PostgreSQL its statements run without a transaction
+    around them (autocommit): no BEGIN and no ROLLBACK, two round trips fewer, and under READ COMMITTED
+    each statement sees what it would have seen inside one. SQLite keeps its transaction (its engine begins every
+    one itself, db.py)."""
+    with sessions() as session:
+        if session.get_bind().dialect.name != "sqlite":
+            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        yield session
 
 
 def authenticate(session: Session, creds: HTTPAuthorizationCredentials | None) -> Principal:

@@ -6,8 +6,9 @@ rendered for people: "alert source", not "source:alert source".
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
@@ -19,6 +20,11 @@ from vigil.models import AckLinkUse, Incident, NotificationAttempt, ProviderCall
 ASSIGNED_KIND = "assigned"
 ASSIGNED_PREFIX = "Assigned to "
 MASKED = "…"  # vigil.escalation.mask_target's mark
+
+
+class TimelineEntry(Protocol):
+    kind: str
+    message: str
 
 
 def display_actor(label: str | None) -> str | None:
@@ -43,6 +49,14 @@ def assignees(session: Session, numbers: Iterable[int]) -> dict[int, str]:
         if message.startswith(ASSIGNED_PREFIX):
             out[number] = message.removeprefix(ASSIGNED_PREFIX)
     return out
+
+
+def assignee_in(timeline: Sequence[TimelineEntry]) -> str | None:
+    """The assignee of one incident read from its timeline (by seq): its newest `assigned` entry, as `assignees`."""
+    for entry in reversed(timeline):
+        if entry.kind == ASSIGNED_KIND:
+            return entry.message.removeprefix(ASSIGNED_PREFIX) if entry.message.startswith(ASSIGNED_PREFIX) else None
+    return None
 
 
 def assigned_to(assignee: str) -> ColumnElement[bool]:

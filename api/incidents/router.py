@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError
 
-from api.deps import IncidentsDep, Principal, Responder, SessionDep, StateDep, Viewer
+from api.deps import IncidentsDep, Principal, Responder, SessionDep, StateDep, Viewer, reading
 from api.errors import ERROR_RESPONSES, ApiError
 from api.incidents import service
 from api.incidents.schemas import (
@@ -201,5 +201,5 @@ async def _detail(state, incidents: IncidentClient, number: int, result: Transit
 
 
 def _projected(state, number: int, live: IncidentState | None, unmask: bool = False) -> IncidentDetail:  # noqa: ANN001
-    with state.sessions() as session:
+    with reading(state.sessions) as session:
         return service.detail(session=session, settings=state.settings, number=number, live=live, unmask=unmask)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError
@@ -44,11 +45,11 @@ def temporal_url(settings: Settings, number: int) -> str:
     return f"{t.ui_url}/namespaces/{t.namespace}/workflows/{workflow_id(number)}"
 
 
-def summary(settings: Settings, row: Incident, assignee: str | None = None) -> IncidentSummary:
+def summary(settings: Settings, row: Incident | Row, assignee: str | None = None) -> IncidentSummary:
     return IncidentSummary(
         assignee=assignee, acknowledged_by_name=people.display_actor(row.acknowledged_by),
         resolved_by_name=people.display_actor(row.resolved_by),
-        id=row.ref, number=row.number, status=IncidentStatus(row.status), severity=Severity(row.severity),
+        id=incident_ref(row.number), number=row.number, status=IncidentStatus(row.status), severity=Severity(row.severity),
         service=row.service, title=row.title, group_key=row.group_key, created_at=row.created_at,
         updated_at=row.updated_at, acknowledged_at=row.acknowledged_at, acknowledged_by=row.acknowledged_by,
         resolved_at=row.resolved_at, resolved_by=row.resolved_by, resolution=row.resolution,
@@ -97,20 +98,39 @@ def get_row(*, session: Session, number: int) -> Incident:
     return row
 
 
+# The reads of one incident's answer (every transition answers with it, issue 11), built once: Core rows, not ORM
+# objects, and the incident's number a parameter.
+_INCIDENTS, _ALERTS = Incident.__table__, AlertRow.__table__
+_TIMELINE, _NOTIFICATIONS = TimelineEvent.__table__, NotificationAttempt.__table__
+_READ_ROW = select(_INCIDENTS).where(_INCIDENTS.c.number == bindparam("number"))
+_READ_ALERTS = select(_ALERTS).where(_ALERTS.c.incident_number == bindparam("number")).order_by(_ALERTS.c.id)
+_READ_TIMELINE = (
+    select(_TIMELINE.c.seq, _TIMELINE.c.at, _TIMELINE.c.kind, _TIMELINE.c.actor, _TIMELINE.c.message)
+    .where(_TIMELINE.c.incident_number == bindparam("number")).order_by(_TIMELINE.c.seq)
+)
+_READ_NOTIFICATIONS = (
+    select(_NOTIFICATIONS).where(_NOTIFICATIONS.c.incident_number == bindparam("number"))
+    .order_by(_NOTIFICATIONS.c.id)
+)
+
+
 def detail(
     *, session: Session, settings: Settings, number: int, live: IncidentState | None = None, unmask: bool = False,
 ) -> IncidentDetail:
     """The projected incident; `live` (from the workflow query) overrides the fields it knows first-hand.
-    `unmask`: the acknowledger's address in full, for roles that may see contacts."""
-    row = get_row(session=session, number=number)
-    alerts = session.scalars(select(AlertRow).where(AlertRow.incident_number == number).order_by(AlertRow.id))
-    timeline = session.scalars(
-        select(TimelineEvent).where(TimelineEvent.incident_number == number).order_by(TimelineEvent.seq)
-    )
-    notes = session.scalars(
-        select(NotificationAttempt).where(NotificationAttempt.incident_number == number).order_by(NotificationAttempt.id)
-    )
-    base = summary(settings, row, people.assignees(session, [number]).get(number)).model_dump()
+    `unmask`: the acknowledger's address in full, for roles that may see contacts.
+
+    Five statements: the row, its alerts, timeline and notifications, and its service's changes (the recent ones
+    and those made while it was open, in one); the assignee is the timeline's newest assignment."""
+    params = {"number": number}
+    row = session.execute(_READ_ROW, params).first()
+    if row is None:
+        raise ApiError(404, "not_found", f"{incident_ref(number)} does not exist")
+    alerts = [AlertRead.of(a) for a in session.execute(_READ_ALERTS, params)]
+    timeline = [TimelineRead.model_validate(t) for t in session.execute(_READ_TIMELINE, params)]
+    notes = [NotificationRead.of(n) for n in session.execute(_READ_NOTIFICATIONS, params)]
+    recent, while_open = changes.of_incident(session=session, row=row)
+    base = summary(settings, row, people.assignee_in(timeline)).model_dump()
     if live is not None:
         base.update(
             status=live.status, severity=live.severity, acknowledged_at=live.acknowledged_at,
@@ -123,12 +143,10 @@ def detail(
     return IncidentDetail(
         **{**base, "acknowledged_by_name": shown(session, number, base["acknowledged_by"])},
         retriggers_at=retriggers_at, snoozed_until=snoozed_until,
-        alerts=[AlertRead.of(a) for a in alerts],
-        timeline=changes.merged_timeline(
-            session=session, number=number, timeline=[TimelineRead.model_validate(t) for t in timeline]
-        ),
-        notifications=[NotificationRead.of(n) for n in notes],
-        recent_changes=changes.recent(session=session, number=number),
+        alerts=alerts,
+        timeline=changes.merged(timeline, while_open),
+        notifications=notes,
+        recent_changes=recent,
     )
 
 
