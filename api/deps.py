@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
-from sqlalchemy import Engine, or_, select, update
+from sqlalchemy import Engine, bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -145,10 +145,27 @@ def _unauthorized(message: str = "missing or invalid API key") -> ApiError:
     return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
 
 
+# The key check of every request with a user key, built once: a Core row, not User and ApiKey objects.
+_USERS, _KEYS = User.__table__, ApiKey.__table__
+_READ_KEY = (
+    select(_USERS.c.id, _USERS.c.name, _USERS.c.email, _USERS.c.role, _KEYS.c.id.label("key_id"),
+           _KEYS.c.expires_at, _KEYS.c.last_used_at)
+    .join_from(_USERS, _KEYS, _KEYS.c.user_id == _USERS.c.id)
+    .where(_KEYS.c.key_hash == bindparam("digest"), _KEYS.c.revoked_at.is_(None))
+)
+_IS_INTEGRATION_KEY = select(Integration.__table__.c.id).where(Integration.__table__.c.key_hash == bindparam("digest"))
+_TOUCH_KEY = (
+    update(_KEYS)
+    .where(_KEYS.c.id == bindparam("key_id"),
+           or_(_KEYS.c.last_used_at.is_(None), _KEYS.c.last_used_at < bindparam("stale")))
+    .values(last_used_at=bindparam("now"))
+)
+
+
 @contextmanager
 def reading(sessions: sessionmaker[Session]) -> Iterator[Session]:
-    """A session for reads. On PostgreSQL its statements run without a transaction
-    around them (autocommit): no BEGIN and no ROLLBACK, two round trips fewer, and under READ COMMITTED
+    """A session for reads (and single-statement writes). On PostgreSQL its statements run without a transaction
+    around them (autocommit): no BEGIN and no ROLLBACK, two round trips fewer per request, and under READ COMMITTED
     each statement sees what it would have seen inside one. SQLite keeps its transaction (its engine begins every
     one itself, db.py)."""
     with sessions() as session:
@@ -161,31 +178,23 @@ def authenticate(session: Session, creds: HTTPAuthorizationCredentials | None) -
     if creds is None or not creds.credentials:
         raise _unauthorized()
     digest = hash_key(creds.credentials)
-    row = session.execute(
-        select(User, ApiKey).join(ApiKey, ApiKey.user_id == User.id).where(
-            ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)
-        )
-    ).first()
+    row = session.execute(_READ_KEY, {"digest": digest}).first()
     if row is None:
-        if session.scalar(select(Integration.id).where(Integration.key_hash == digest)) is not None:
+        if session.scalar(_IS_INTEGRATION_KEY, {"digest": digest}) is not None:
             raise ApiError(403, "forbidden", "integration keys are accepted only on the ingestion endpoints")
         raise _unauthorized()
-    user, key = row
     now = utcnow()
-    if key.expires_at is not None and key.expires_at <= now:
-        raise _unauthorized(f"this API key expired at {key.expires_at.isoformat()}")
-    touch_key(session, key.id, now)
-    return Principal(user_id=user.id, name=user.name, email=user.email, role=Role(user.role))
+    if row.expires_at is not None and row.expires_at <= now:
+        raise _unauthorized(f"this API key expired at {row.expires_at.isoformat()}")
+    if row.last_used_at is None or row.last_used_at < now - LAST_USED_GRANULARITY:
+        touch_key(session, row.key_id, now)  # otherwise its use was recorded less than a granule ago
+    return Principal(user_id=row.id, name=row.name, email=row.email, role=Role(row.role))
 
 
 def touch_key(session: Session, key_id: int, now: datetime) -> None:
     """Record the key's use at most once per LAST_USED_GRANULARITY: a write per request would serialise every
     request on SQLite. Conditional, so concurrent requests write it once."""
-    stale = now - LAST_USED_GRANULARITY
-    result = session.execute(
-        update(ApiKey).where(ApiKey.id == key_id, or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < stale))
-        .values(last_used_at=now)
-    )
+    result = session.execute(_TOUCH_KEY, {"key_id": key_id, "stale": now - LAST_USED_GRANULARITY, "now": now})
     if result.rowcount:
         session.commit()
 
@@ -211,7 +220,7 @@ def _principal(request: Request) -> Principal:
     # Its own short session: on SQLite a session held across the request would block the writes
     # the request itself makes.
     try:
-        with state.sessions() as session:
+        with reading(state.sessions) as session:
             principal = authenticate(session, creds)
     except ApiError as err:
         # Only a key that was tried and is wrong counts: a request without one guesses nothing.
