@@ -125,6 +125,7 @@ def build_worker(
         activity_executor=executor,
         max_concurrent_activities=settings.worker.max_concurrent_activities,
         max_concurrent_local_activities=settings.worker.max_concurrent_local_activities,
+        max_concurrent_workflow_tasks=settings.worker.max_concurrent_workflow_tasks,
         # An evicted incident is replayed from its whole history on its next timer: that page would be late.
         max_cached_workflows=settings.worker.max_cached_workflows,
         graceful_shutdown_timeout=timedelta(seconds=settings.worker.graceful_shutdown_seconds),

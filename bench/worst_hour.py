@@ -523,11 +523,14 @@ async def scale(stack: Stack, a: argparse.Namespace, rep: Report) -> None:
     per_incident = Counter(number for number, *_ in rows)
     started = [(s - due[k]).total_seconds() for k, s, _, _ in rows if k in due]
     finished = [(f - due[k]).total_seconds() for k, _, f, _ in rows if k in due and f is not None]
+    timer_due, stages = await rung_stages(stack, due, {k: s for k, s, _, _ in rows if k in due}, c)
+    after_timer = [(f - timer_due[k]).total_seconds() for k, _, f, _ in rows if k in timer_due and f is not None]
     statuses = Counter(status for *_, status in rows)
     mib = 1024
     rep.rows += [
-        Row(f"rung lateness (SMS sent - next_escalation_at), {len(due)} open", p50_p99_max(finished), "", "",
-            "p99 <= 0.5 s at 2,000; <= 1 s at 10,000"),
+        Row(f"rung lateness after its timer is due (SMS sent - timer due), {len(after_timer)} of {n} open",
+            p50_p99_max(after_timer), "", "", "p99 <= 0.5 s at 2,000; <= 1 s at 10,000"),
+        Row("  SMS sent - the due time the workflow states (next_escalation_at)", p50_p99_max(finished)),
         Row("  page started - due (activity start)", p50_p99_max(started)),
         Row("worker RSS with all open", f"{rss_open / mib:,.0f} MiB", f"{rss_idle / mib:,.0f} MiB before opening",
             f"+{(rss_open - rss_idle) / mib:,.0f} MiB", "<= 2 GiB RSS at 10,000"),
@@ -535,7 +538,6 @@ async def scale(stack: Stack, a: argparse.Namespace, rep: Report) -> None:
         Row("  after the second rungs fired", f"{rss_fired / mib:,.0f} MiB"),
         Row("incidents opened/s", f"{load.rate:,.1f}"),
     ]
-    stages = await rung_stages(stack, due, {k: s for k, s, _, _ in rows if k in due}, c)
     rep.lines += ["where a second rung's lateness goes (from each incident's history; seconds):",
                   *(f"  {name:<44} {p50_p99_max(values)}" for name, values in stages.items())]
     rep.check(f"{len(per_incident)} incidents sent their SMS rung ({dict(statuses)}), "
@@ -557,7 +559,8 @@ def _seconds(event: HistoryEvent) -> float:
     return event.event_time.ToDatetime(tzinfo=UTC).timestamp()
 
 
-def rung_stage_times(events: Sequence[HistoryEvent], stated_due: datetime, page_started: datetime) -> list[float] | None:
+def rung_stage_times(events: Sequence[HistoryEvent], stated_due: datetime,
+                     page_started: datetime) -> tuple[datetime, list[float]] | None:
     """The second rung's path through one history, as the stage durations of RUNG_STAGES: the last timer
     fired before the SMS activity was scheduled, from its due time, the workflow task that handled it, the
     activity's start and the page's own start (the notification log's started_at). The workflow states the rung
@@ -579,24 +582,27 @@ def rung_stage_times(events: Sequence[HistoryEvent], stated_due: datetime, page_
     t = events[timer]
     due = _seconds(t) + t.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta().total_seconds()
     points = [stated_due.timestamp(), due, *(_seconds(events[i]) for i in (fired, task_started, task_done, act_started)), page_started.timestamp()]
-    return [b - a for a, b in zip(points, points[1:])]
+    return datetime.fromtimestamp(due, UTC), [b - a for a, b in zip(points, points[1:])]
 
 
 async def rung_stages(stack: Stack, due: dict[int, datetime], page_started: dict[int, datetime],
-                      concurrency: int) -> dict[str, list[float]]:
-    """Each stage of the second rungs' lateness, read back from the incidents' histories."""
+                      concurrency: int) -> tuple[dict[int, datetime], dict[str, list[float]]]:
+    """Each second rung's timer due time, and each stage of its lateness, read back from the histories."""
     stages: dict[str, list[float]] = {name: [] for name in RUNG_STAGES}
+    timer_due: dict[int, datetime] = {}
 
     async def read(_: int, number: int) -> Call:
         if number in page_started:
             events = list((await stack.client.get_workflow_handle(workflow_id(number)).fetch_history()).events)
-            times = rung_stage_times(events, due[number], page_started[number])
-            for name, value in zip(RUNG_STAGES, times or ()):
-                stages[name].append(value)
+            found = rung_stage_times(events, due[number], page_started[number])
+            if found is not None:
+                timer_due[number] = found[0]
+                for name, value in zip(RUNG_STAGES, found[1]):
+                    stages[name].append(value)
         return Call(items=1)
 
     await run_concurrently("histories of the second rungs", "histories", sorted(due), concurrency, read)
-    return stages
+    return timer_due, stages
 
 
 # --- 5. history --------------------------------------------------------------------------------------------

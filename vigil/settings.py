@@ -209,6 +209,11 @@ class WorkerSettings(BaseSettings):
         description="Short database writes of incidents (projections) run inside workflow tasks at once; the "
         "activity thread pool holds this many threads beside max_concurrent_activities.",
     )
+    max_concurrent_workflow_tasks: int = Field(
+        default=10, ge=2,
+        description="Workflow tasks one worker holds at once. Python runs them one at a time; a task held but not "
+        "run yet waits in the worker, late against the time it started, unordered by Temporal's priorities.",
+    )
     max_cached_workflows: int = Field(
         default=10_000, ge=1,
         description="Incidents kept in the worker's memory; set it above the peak of open incidents.",
