@@ -99,3 +99,36 @@ async def test_pages_and_the_next_rung_timer_do_not_wait_for_the_projection(
     local = [e for e in commands if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
              and e.marker_recorded_event_attributes.marker_name == "core_local_activity"]
     assert not local, f"the first workflow task waited for a local activity: {kinds}"
+
+
+def task_commands(events: list, index: int) -> list:
+    """The events the workflow task before events[index] recorded with it (its commands and markers)."""
+    done = max(i for i in range(index) if events[i].event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED)
+    end = next((i for i in range(done + 1, len(events)) if events[i].event_type in (
+        EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED, EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED)), len(events))
+    return events[done + 1:end]
+
+
+async def test_a_re_trigger_projects_its_status_with_its_pages(
+    api: httpx.AsyncClient, worker: None, keys: Keys, inbox: Inbox, client: Client, skipper: TimeSkipper,
+) -> None:
+    """Pages first, but not a status change: when the ack times out, the task that re-triggers the incident and
+    pages again also writes the row's new status (lists and filters read it; the page's result may be minutes
+    away when the mail server is down)."""
+    number = await trigger(api, keys)
+    await eventually(lambda: len(inbox.for_incident(number)) == 1)
+    acked = await api.post(f"/api/v1/incidents/INC-{number}/acknowledge", headers=keys.auth(keys.responder))
+    assert acked.status_code == 200, acked.text
+    handle = handle_of(client, number)
+    await skipper.fast_forward(handle, timedelta(minutes=31))  # the policy's ack timeout is 30 minutes
+    await eventually(lambda: len(inbox.for_incident(number)) == 2)
+
+    events = [e async for e in handle.fetch_history_events() if e.event_type not in SKIPPING]
+    pages = [i for i, e in enumerate(events) if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+             and e.activity_task_scheduled_event_attributes.activity_type.name == "send_notification"]
+    assert len(pages) == 2
+    first, again = task_commands(events, pages[0]), task_commands(events, pages[1])
+    local = lambda batch: [e for e in batch if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED  # noqa: E731
+                           and e.marker_recorded_event_attributes.marker_name == "core_local_activity"]
+    assert not local(first), "the first page waited for the projection"
+    assert local(again), "the re-trigger's new status waited for the page's result"

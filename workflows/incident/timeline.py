@@ -30,6 +30,9 @@ class Timeline:
         self._projecting = False
         self._projector: asyncio.Task[None] | None = None
         self._held_in: datetime | None = None  # workflow.now() of the task whose projection waits for the next one
+        # The row's status and severity as last projected (a new incident's row is written so by the API, and a
+        # continued run's by the drain before it): a change of either is never held.
+        self._row = (s.status, s.severity)
         self._draining = False
 
     def record(self, kind: str, actor: Actor, message: str) -> None:
@@ -50,12 +53,15 @@ class Timeline:
         the page activities and the next rung's timer, only when it completes. Under load that write took a
         second, which every page then waited for, and the next rung's timer started that much after the due
         time the workflow had stated. The held entries are projected in the next task, which the pages bring
-        when they finish (or fail, or are cancelled)."""
+        when they finish (or fail, or are cancelled). A task that changes the incident's status or severity (a
+        re-trigger) still projects at once: lists and filters read the row."""
         if workflow.patched(PAGES_FIRST_PATCH):
             self._held_in = workflow.now()
 
     def _may_project(self) -> bool:
-        return bool(self._pending) and (self._draining or self._held_in != workflow.now())
+        if not self._pending:
+            return False
+        return self._draining or self._held_in != workflow.now() or (self.s.status, self.s.severity) != self._row
 
     def start_projecting(self) -> None:
         self._projector = asyncio.create_task(self._project_forever())
@@ -82,6 +88,7 @@ class Timeline:
         """Project the incident row and new timeline entries to the DB (idempotent by seq)."""
         entries, self._pending = self._pending, []
         s = self.s
+        self._row = (s.status, s.severity)
         await store(
             ProjectionActivities.project_incident,
             IncidentProjection(
