@@ -565,23 +565,31 @@ def rung_stage_times(events: Sequence[HistoryEvent], stated_due: datetime,
     fired before the SMS activity was scheduled, from its due time, the workflow task that handled it, the
     activity's start and the page's own start (the notification log's started_at). The workflow states the rung
     due at its activation time plus the wait; the server starts the timer when that workflow task completes."""
-    ET = EventType
-    sms = next((i for i, e in enumerate(events) if e.event_type == ET.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    kinds = [e.event_type for e in events]
+
+    def first(kind: EventType.ValueType, indices: range) -> int | None:
+        return next((i for i in indices if kinds[i] == kind), None)
+
+    sms = next((i for i, e in enumerate(events) if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
                 and "sms" in _summary(e).lower()), None)
     if sms is None:
         return None
-    fired = next((i for i in range(sms, -1, -1) if events[i].event_type == ET.EVENT_TYPE_TIMER_FIRED), None)
-    started_id = events[fired].timer_fired_event_attributes.started_event_id if fired is not None else -1
+    fired = first(EventType.EVENT_TYPE_TIMER_FIRED, range(sms, -1, -1))
+    if fired is None:
+        return None
+    started_id = events[fired].timer_fired_event_attributes.started_event_id
     timer = next((i for i, e in enumerate(events) if e.event_id == started_id), None)
-    task_started = next((i for i in range(fired or 0, sms) if events[i].event_type == ET.EVENT_TYPE_WORKFLOW_TASK_STARTED), None)
-    task_done = next((i for i in range(task_started or 0, sms) if events[i].event_type == ET.EVENT_TYPE_WORKFLOW_TASK_COMPLETED), None)
-    act_started = next((i for i in range(sms, len(events)) if events[i].event_type == ET.EVENT_TYPE_ACTIVITY_TASK_STARTED
-                        and events[i].activity_task_started_event_attributes.scheduled_event_id == events[sms].event_id), None)
-    if None in (timer, fired, task_started, task_done, act_started):
+    task_started = first(EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED, range(fired, sms))
+    task_done = first(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, range(task_started or fired, sms))
+    act_started = next((i for i in range(sms, len(events)) if kinds[i] == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+                        and events[i].activity_task_started_event_attributes.scheduled_event_id
+                        == events[sms].event_id), None)
+    if timer is None or task_started is None or task_done is None or act_started is None:
         return None
     t = events[timer]
     due = _seconds(t) + t.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta().total_seconds()
-    points = [stated_due.timestamp(), due, *(_seconds(events[i]) for i in (fired, task_started, task_done, act_started)), page_started.timestamp()]
+    points = [stated_due.timestamp(), due, *(_seconds(events[i]) for i in (fired, task_started, task_done, act_started)),
+              page_started.timestamp()]
     return datetime.fromtimestamp(due, UTC), [b - a for a, b in zip(points, points[1:])]
 
 
