@@ -117,6 +117,8 @@ async def test_duplicate_deliveries_count_but_do_not_page_twice(
     state = await handle_of(client, number).query(IncidentWorkflow.state)
     assert len(state.alerts) == 1
     await eventually(lambda: len(inbox.for_incident(number)) == 1)
+    # The entries of the task that started the page are written with the page's result (pages first).
+    await eventually(lambda: "notified" in timeline(sessions, number))
     assert timeline(sessions, number).count("alert") == 1
 
 
