@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import select
+from sqlalchemy import bindparam, literal, select, union_all
 from sqlalchemy.orm import Session
 
 from vigil.contracts import Alert, Severity, incident_ref
@@ -54,31 +54,51 @@ def routed_service(rules: IntegrationRules, *, source: str | None, custom_detail
     return bounded(rules.apply(probe).service, MAX_SERVICE)
 
 
+# Both lists in one statement, built once (every transition answers with the incident, issue 11): each part keeps
+# its own window and limit, newest first; `part` says which list a row belongs to.
+_C = ChangeEvent.__table__.c
+_RECENT, _WHILE_OPEN = 0, 1
+
+
+def _part(part: int, since: str, until: str, limit: int):  # noqa: ANN202 - a subquery
+    return (
+        select(literal(part).label("part"), _C.id, _C.at, _C.service, _C.summary, _C.source, _C.custom_details,
+               _C.links, _C.received_at)
+        .where(_C.service == bindparam("service"), _C.at >= bindparam(since), _C.at <= bindparam(until))
+        .order_by(_C.at.desc(), _C.id.desc())
+        .limit(limit)
+        .subquery()
+    )
+
+
+_READ_CHANGES = union_all(
+    *(select(p) for p in (_part(_RECENT, "recent_since", "now", RECENT_LIMIT),
+                          _part(_WHILE_OPEN, "opened_at", "open_until", TIMELINE_LIMIT)))
+)
+
+
+def of_incident(
+    session: Session, *, service: str, created_at: datetime, closed_at: datetime | None, now: datetime | None = None,
+) -> tuple[list[Change], list[Change]]:
+    """(recent, while open) for an incident of `service` opened at `created_at`: its service's changes from
+    RECENT_WINDOW before it opened until now, newest first, and those from its opening to its close (or now), oldest
+    first, the newest TIMELINE_LIMIT kept."""
+    now = now or utcnow()
+    rows = session.execute(_READ_CHANGES, {
+        "service": service, "recent_since": created_at - RECENT_WINDOW, "now": now,
+        "opened_at": created_at, "open_until": closed_at or now,
+    }).all()
+    newest_first = sorted(rows, key=lambda r: (r.at, r.id), reverse=True)
+    recent = [Change.model_validate(r) for r in newest_first if r.part == _RECENT]
+    while_open = [Change.model_validate(r) for r in reversed(newest_first) if r.part == _WHILE_OPEN]
+    return recent, while_open
+
+
 def recent_changes(session: Session, number: int, *, now: datetime | None = None) -> list[Change]:
     """The incident's recent changes: its service's, from RECENT_WINDOW before it opened until now, newest first."""
     incident = _incident(session, number)
-    rows = session.scalars(
-        select(ChangeEvent)
-        .where(ChangeEvent.service == incident.service, ChangeEvent.at >= incident.created_at - RECENT_WINDOW,
-               ChangeEvent.at <= (now or utcnow()))
-        .order_by(ChangeEvent.at.desc(), ChangeEvent.id.desc())
-        .limit(RECENT_LIMIT)
-    )
-    return [Change.model_validate(r) for r in rows]
-
-
-def changes_while_open(session: Session, number: int, *, now: datetime | None = None) -> list[Change]:
-    """Its service's changes from the incident's opening to its close (or now), oldest first, the newest kept."""
-    incident = _incident(session, number)
-    until = incident.closed_at or incident.ended_at or now or utcnow()
-    rows = session.scalars(
-        select(ChangeEvent)
-        .where(ChangeEvent.service == incident.service, ChangeEvent.at >= incident.created_at,
-               ChangeEvent.at <= until)
-        .order_by(ChangeEvent.at.desc(), ChangeEvent.id.desc())
-        .limit(TIMELINE_LIMIT)
-    )
-    return [Change.model_validate(r) for r in reversed(list(rows))]
+    return of_incident(session, service=incident.service, created_at=incident.created_at,
+                       closed_at=incident.closed_at or incident.ended_at, now=now)[0]
 
 
 def _incident(session: Session, number: int) -> Incident:
